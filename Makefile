@@ -1,0 +1,40 @@
+# Two commands (see README): `make test`, and `make demo` once the pipeline lands.
+# The venv is built once; later calls only check a stamp file and start at once.
+PYTHON ?= python3.11
+VENV   ?= .venv
+# A GPU machine picks its own torch build, e.g.
+#   make test TORCH="torch==2.13.0" TORCH_INDEX="--index-url https://download.pytorch.org/whl/cu128"
+TORCH       ?= torch==2.13.0
+TORCH_INDEX ?=
+PYTEST_ARGS ?=
+PY := $(VENV)/bin/python
+STAMP := $(VENV)/.installed
+
+.PHONY: test lint lock venv clean-venv
+
+venv: $(STAMP)
+
+$(STAMP): pyproject.toml constraints.txt
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install -q --upgrade pip
+	$(PY) -m pip install -q "$(TORCH)" $(TORCH_INDEX)
+	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
+	touch $(STAMP)
+
+test: $(STAMP)
+	$(PY) -m pytest $(PYTEST_ARGS)
+
+lint: $(STAMP)
+	$(VENV)/bin/ruff check .
+
+# Re-resolve the dependency set and pin it (torch is pinned by TORCH, not here).
+lock:
+	rm -rf .lock-venv && $(PYTHON) -m venv .lock-venv
+	.lock-venv/bin/pip install -q --upgrade pip
+	.lock-venv/bin/pip install -q "$(TORCH)" $(TORCH_INDEX)
+	.lock-venv/bin/pip install -q -e ".[dev]"
+	.lock-venv/bin/pip freeze --exclude-editable | grep -viE '^(torch|nvidia-|triton)' > constraints.txt
+	rm -rf .lock-venv
+
+clean-venv:
+	rm -rf $(VENV)
