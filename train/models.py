@@ -77,16 +77,22 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False,
 
 
 def load_causal_lm(name_or_path: str, *, dtype: str = "float32", attn_implementation: str | None = None,
-                   trust_remote_code: bool = False, revision: str | None = None, tokenizer=None):
-    """Load a causal LM (local folder or hub id); grow embeddings if the tokenizer grew."""
+                   trust_remote_code: bool = False, revision: str | None = None, tokenizer=None,
+                   auto_class: str = "AutoModelForCausalLM", **extra):
+    """Load a causal LM (local folder or hub id); grow embeddings if the tokenizer grew.
+
+    `auto_class` picks another head with the same loading rules (the reward model uses
+    `AutoModelForSequenceClassification` with `num_labels=1`); `extra` goes to
+    `from_pretrained` (e.g. `quantization_config` for QLoRA).
+    """
     import torch
-    from transformers import AutoModelForCausalLM
+    import transformers
 
     kwargs = {"dtype": getattr(torch, dtype) if dtype != "auto" else "auto",
-              "trust_remote_code": trust_remote_code, "revision": revision}
+              "trust_remote_code": trust_remote_code, "revision": revision, **extra}
     if attn_implementation:
         kwargs["attn_implementation"] = attn_implementation
-    model = AutoModelForCausalLM.from_pretrained(name_or_path, **kwargs)
+    model = getattr(transformers, auto_class).from_pretrained(name_or_path, **kwargs)
     if tokenizer is not None:
         resize_for(model, tokenizer)
     return model
@@ -97,7 +103,7 @@ def resize_for(model, tokenizer) -> None:
     if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
-    if model.generation_config is not None:
+    if getattr(model, "generation_config", None) is not None:
         model.generation_config.pad_token_id = tokenizer.pad_token_id
         model.generation_config.eos_token_id = tokenizer.eos_token_id
 

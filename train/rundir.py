@@ -1,0 +1,105 @@
+"""One run directory per run, fixed once by the parent and frozen for every rank.
+
+Hydra resolves `${now:...}` per process, so ranks started by a launcher can pick
+different timestamped directories (hydra issues 2070, 1607, 2925). Here the parent
+picks the run id once, writes the resolved config to `run_dir/config.yaml`, and the
+workers read that file. Rerunning the same command finds the newest unfinished run
+of the experiment with the same config and resumes it.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from datetime import datetime
+from pathlib import Path
+
+import yaml
+from omegaconf import DictConfig, OmegaConf, open_dict
+
+FROZEN = "config.yaml"
+MANIFEST = "manifest.json"
+# keys that differ between two invocations of the same command
+VOLATILE = ("run_id", "run_dir", "resolved", "stages")
+
+
+def _comparable(plain: dict) -> dict:
+    return {k: v for k, v in plain.items() if k not in VOLATILE}
+
+
+def find_resumable(cfg: DictConfig) -> Path | None:
+    """The newest run of this exp with no manifest yet and the same resolved config."""
+    parent = Path(cfg.output_root) / str(cfg.exp_name)
+    if not parent.is_dir():
+        return None
+    want = _comparable(OmegaConf.to_container(cfg, resolve=True))
+    for run in sorted(parent.iterdir(), key=lambda p: p.name, reverse=True):
+        frozen = run / FROZEN
+        if not frozen.exists() or (run / MANIFEST).exists():
+            continue
+        try:
+            have = yaml.safe_load(frozen.read_text()) or {}
+        except yaml.YAMLError:
+            continue
+        if _comparable(have) == want:
+            return run
+    return None
+
+
+def fix_run_dir(cfg: DictConfig) -> tuple[DictConfig, bool]:
+    """Set run_id/run_dir once; return (cfg, resumed). Explicit ids (RUN_ID, run_id=) win."""
+    explicit = str(cfg.run_id) != "auto"
+    resumed = False
+    if explicit:
+        run_id = str(cfg.run_id)
+        resumed = (Path(cfg.output_root) / str(cfg.exp_name) / run_id / FROZEN).exists()
+    else:
+        found = find_resumable(cfg) if cfg.get("resume", True) else None
+        if found is not None:
+            run_id, resumed = found.name, True
+        else:
+            run_id = datetime.now().strftime("%Y%m%d-%H%M%S")
+            base = Path(cfg.output_root) / str(cfg.exp_name)
+            n = 1
+            while (base / (run_id if n == 1 else f"{run_id}-{n}")).exists():
+                n += 1
+            run_id = run_id if n == 1 else f"{run_id}-{n}"
+    with open_dict(cfg):
+        cfg.run_id = run_id
+    return cfg, resumed
+
+
+def freeze(cfg: DictConfig) -> Path:
+    """Write the resolved config to run_dir/config.yaml (atomically); return its path."""
+    run_dir = Path(cfg.run_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    path = run_dir / FROZEN
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(OmegaConf.to_yaml(OmegaConf.create(OmegaConf.to_container(cfg, resolve=True))))
+    tmp.replace(path)
+    return path
+
+
+def load_frozen(path: str | Path) -> DictConfig:
+    """What every worker reads: the parent's resolved config, no Hydra involved."""
+    return OmegaConf.load(str(path))
+
+
+def wait_for_frozen(cfg: DictConfig, timeout_s: float = 600) -> DictConfig:
+    """Nodes other than 0 of a multi-node run wait for node 0 to freeze the config."""
+    path = Path(cfg.run_dir) / FROZEN
+    deadline = time.monotonic() + timeout_s
+    while not path.exists():
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{path} did not appear within {timeout_s:.0f} s: is node 0 running "
+                               "with the same RUN_ID and a shared output_root?")
+        time.sleep(2)
+    return load_frozen(path)
+
+
+def write_json(path: Path, data: dict) -> None:
+    """Atomic JSON write (a crash never leaves half a manifest)."""
+    tmp = path.with_suffix(f".tmp{os.getpid()}")
+    tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
+    tmp.replace(path)

@@ -1,0 +1,174 @@
+"""What every rank runs: the methods of one run, in order, on the frozen config.
+
+For each method (`method`, then each `then.*`): build the TRL config from
+`method.args` (plus the run's seed, output folders, device and tracking), load the
+tokenizer and model (the base model, or the previous method's output), wrap with
+LoRA if asked, train (resuming from the newest checkpoint of that method when
+there is one), and save. A finished method leaves `stages/<i>-<name>/done.json`,
+so a rerun skips it. Only the main process writes shared files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+from train.config import method_nodes, peft_node
+from train.methods import METHODS, load_object
+from train.rundir import write_json
+from train.snapshots import SnapshotRef, from_config, load_split
+
+
+def final_dir(cfg: DictConfig) -> Path:
+    """run_dir/adapter (LoRA) or run_dir/model (full fine-tune): the last method's output."""
+    return Path(cfg.run_dir) / ("adapter" if peft_node(cfg) is not None else "model")
+
+
+def stage_dirs(cfg: DictConfig) -> list[tuple[DictConfig, Path]]:
+    return [(node, Path(cfg.run_dir) / "stages" / f"{i}-{node.name}")
+            for i, node in enumerate(method_nodes(cfg))]
+
+
+def trl_args(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: SnapshotRef, has_eval: bool):
+    """The TRL *Config for one method: `method.args` first, run-level defaults under it."""
+    import torch
+
+    spec = METHODS[node.name]
+    given = OmegaConf.to_container(node.get("args") or {}, resolve=True)
+    tracking = cfg.get("tracking") or {}
+    defaults = {
+        "output_dir": str(stage_dir / "checkpoints"),
+        "seed": int(cfg.seed),
+        "report_to": list(tracking.get("report_to") or []) or "none",
+        "run_name": f"{cfg.exp_name}/{cfg.run_id}/{node.name}",
+        "gradient_checkpointing": bool(cfg.model.get("gradient_checkpointing", False)),
+        "include_num_input_tokens_seen": "non_padding",
+        "save_strategy": "steps",
+        "eval_strategy": "no",
+        "disable_tqdm": False,
+    }
+    if tracking.get("project"):
+        defaults["project"] = str(tracking.project)
+        os.environ.setdefault("WANDB_PROJECT", str(tracking.project))
+        os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", str(tracking.project))
+    if not torch.cuda.is_available():
+        defaults.update(use_cpu=True, bf16=False, fp16=False)   # TRL defaults bf16=True
+    if spec.kind == "kto":
+        defaults.update(snapshot.manifest.get("kto_weights") or {})
+    if not has_eval:
+        given.pop("eval_strategy", None)
+    merged = {**defaults, **given}
+    if cfg.launcher.get("tool") == "torchrun" and cfg.launcher.get("deepspeed"):
+        merged["deepspeed"] = str(cfg.launcher.deepspeed)     # a DeepSpeed JSON under torchrun
+    return load_object(spec.config)(**merged)
+
+
+def load_model(cfg: DictConfig, node: DictConfig, tokenizer, previous: Path | None):
+    """(model, peft_config) for one method: base or previous output, LoRA when asked."""
+    spec = METHODS[node.name]
+    m = cfg.model
+    common = {"dtype": str(m.dtype), "attn_implementation": m.get("attn_implementation"),
+              "trust_remote_code": bool(m.get("trust_remote_code", False)), "tokenizer": tokenizer}
+    if spec.head == "seq_cls":
+        common.update(auto_class="AutoModelForSequenceClassification", num_labels=1)
+    peft = peft_node(cfg)
+    quant = OmegaConf.to_container(peft.quantization, resolve=True) if peft is not None and peft.get("quantization") else None
+    if quant:
+        import torch
+        from transformers import BitsAndBytesConfig
+
+        if isinstance(quant.get("bnb_4bit_compute_dtype"), str):
+            quant["bnb_4bit_compute_dtype"] = getattr(torch, quant["bnb_4bit_compute_dtype"])
+        common["quantization_config"] = BitsAndBytesConfig(**quant)
+
+    from train.models import load_causal_lm
+
+    if previous is not None and peft is None:
+        return load_causal_lm(str(previous), **common), None
+    base = load_causal_lm(str(m.name_or_path), revision=m.get("revision"), **common)
+    if peft is None:
+        return base, None
+    if previous is not None:            # keep training the previous method's adapter
+        from peft import PeftModel
+
+        return PeftModel.from_pretrained(base, str(previous), is_trainable=True), None
+    from peft import LoraConfig
+
+    lora = {k: v for k, v in OmegaConf.to_container(peft, resolve=True).items() if k != "quantization"}
+    if spec.head == "seq_cls":
+        lora["task_type"] = "SEQ_CLS"
+    return base, LoraConfig(**lora)
+
+
+def train_method(cfg: DictConfig, node: DictConfig, stage_dir: Path, out_dir: Path,
+                 snapshot: SnapshotRef, previous: Path | None) -> dict:
+    """Train one method to out_dir; return its metrics (every rank returns them)."""
+    from transformers.trainer_utils import get_last_checkpoint
+
+    from train.models import load_tokenizer
+
+    spec = METHODS[node.name]
+    train_ds = load_split(snapshot, spec.kind, "train", spec.columns)
+    if train_ds is None:
+        raise RuntimeError(f"snapshot {snapshot.version}: {spec.kind}/train.parquet has no rows; "
+                           f"method {node.name} has nothing to train on")
+    eval_ds = load_split(snapshot, spec.kind, "eval", spec.columns)
+    args = trl_args(cfg, node, stage_dir, snapshot, has_eval=eval_ds is not None)
+    os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(cfg.run_dir) / "tensorboard" / stage_dir.name)
+    # the TRL config (above) sets up the distributed state first: ZeRO-3 init needs it
+    tok = load_tokenizer(str(cfg.model.name_or_path), trust_remote_code=bool(cfg.model.get("trust_remote_code")),
+                         chat_template=cfg.model.get("chat_template"), revision=cfg.model.get("revision"))
+    model, peft_config = load_model(cfg, node, tok, previous)
+    trainer = load_object(spec.trainer)(model=model, args=args, train_dataset=train_ds,
+                                        eval_dataset=eval_ds, processing_class=tok,
+                                        peft_config=peft_config)
+    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    if last and trainer.is_world_process_zero():
+        print(f"train: resuming {node.name} from {last}")
+    start = time.time()
+    result = trainer.train(resume_from_checkpoint=last)
+    metrics = {**result.metrics, "global_step": trainer.state.global_step,
+               "num_input_tokens_seen": int(trainer.state.num_input_tokens_seen or 0),
+               "resumed_from": last, "train_wall_s": round(time.time() - start, 3),
+               "train_examples": len(train_ds)}
+    if eval_ds is not None:
+        metrics.update(trainer.evaluate())
+    trainer.save_model(str(out_dir))     # gathers ZeRO-3 / FSDP shards; main process writes
+    if trainer.is_world_process_zero():
+        # DPO on an existing adapter trains against a frozen copy named "ref": not an output
+        ref = out_dir / "ref"
+        if ref.is_dir() and (out_dir / "adapter_config.json").exists():
+            import shutil
+
+            shutil.rmtree(ref)
+        tok.save_pretrained(str(out_dir))
+        trainer.state.save_to_json(str(stage_dir / "trainer_state.json"))
+        base_cfg = getattr(trainer.model, "config", None)
+        metrics["base_model_commit"] = getattr(base_cfg, "_commit_hash", None)
+    trainer.accelerator.wait_for_everyone()
+    return metrics
+
+
+def run_stages(cfg: DictConfig) -> None:
+    """Every method of the run in order; finished ones (done.json) are skipped."""
+    from accelerate import PartialState
+
+    snapshot = from_config(cfg)
+    stages = stage_dirs(cfg)
+    previous: Path | None = None
+    for i, (node, stage_dir) in enumerate(stages):
+        done = stage_dir / "done.json"
+        out_dir = final_dir(cfg) if i == len(stages) - 1 else stage_dir / "output"
+        if done.exists():
+            previous = Path(json.loads(done.read_text())["output"])
+            continue
+        metrics = train_method(cfg, node, stage_dir, out_dir, snapshot, previous)
+        state = PartialState()
+        if state.is_main_process:
+            write_json(done, {"method": str(node.name), "output": str(out_dir), "metrics": metrics})
+        state.wait_for_everyone()
+        previous = out_dir

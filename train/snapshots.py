@@ -1,0 +1,110 @@
+"""Train sees data only as a snapshot: `manifest.json` + Parquet files (contract 1).
+
+The build stage (parent process) resolves which snapshot a run uses: an explicit
+`snapshot=` (a version under `snapshot_root`, or a folder), else `signals.build.
+build_snapshot(recipe, store, root)` when the builder is installed, else the
+built-in smoke snapshot for `data=smoke`. The choice is frozen into the run config
+(`resolved.snapshot`), so a resumed run and every rank read the same files.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+from omegaconf import DictConfig, OmegaConf
+
+KINDS = ("sft", "pref", "kto")
+
+
+@dataclass
+class SnapshotRef:
+    version: str
+    path: str
+    manifest: dict
+
+
+def _read(path: Path) -> SnapshotRef:
+    manifest_file = path / "manifest.json"
+    if not manifest_file.exists():
+        raise FileNotFoundError(f"{path}: not a snapshot (no manifest.json)")
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except json.JSONDecodeError as e:
+        raise ValueError(f"{manifest_file}: invalid JSON ({e})") from e
+    if "version" not in manifest:
+        raise ValueError(f"{manifest_file}: field 'version' is missing")
+    return SnapshotRef(str(manifest["version"]), str(path), manifest)
+
+
+def _builder():
+    """signals.build, or None while the builder is not installed."""
+    try:
+        from signals import build
+    except ImportError:
+        return None
+    return build if hasattr(build, "build_snapshot") else None
+
+
+def resolve(cfg: DictConfig) -> SnapshotRef:
+    """Find or build the snapshot this run trains on (parent process only)."""
+    builder = _builder()
+    if cfg.get("snapshot"):
+        given = Path(str(cfg.snapshot))
+        ref = _read(given if (given / "manifest.json").exists() else Path(cfg.snapshot_root) / given)
+    elif builder is not None:
+        recipe = OmegaConf.to_container(cfg.data, resolve=True)
+        snap = builder.build_snapshot(recipe, str(cfg.store), root=str(cfg.snapshot_root))
+        ref = SnapshotRef(str(snap.version), str(snap.path), dict(snap.manifest))
+    elif cfg.data.get("name") == "smoke":
+        from train.builtin import write_smoke_snapshot
+
+        print("train: signals.build is not installed; writing the built-in smoke snapshot")
+        ref = _read(write_smoke_snapshot(cfg.snapshot_root,
+                                         OmegaConf.to_container(cfg.data, resolve=True)))
+    else:
+        raise RuntimeError(f"data={cfg.data.get('name')}: signals.build is not installed, so no "
+                           "snapshot can be built; pass snapshot=VERSION_OR_PATH")
+    check_not_revoked(cfg, ref)
+    return ref
+
+
+def check_not_revoked(cfg: DictConfig, ref: SnapshotRef) -> None:
+    """Refuse a snapshot revoked in the store (e.g. after a deletion request)."""
+    builder = _builder()
+    if builder is None or not hasattr(builder, "is_revoked") or not Path(str(cfg.store)).exists():
+        return
+    if builder.is_revoked(str(cfg.store), ref.version):
+        raise RuntimeError(f"snapshot {ref.version} is revoked in {cfg.store}; build a new one")
+
+
+def from_config(cfg: DictConfig) -> SnapshotRef:
+    """The snapshot frozen into the run config (workers)."""
+    snap = (cfg.get("resolved") or {}).get("snapshot")
+    if not snap:
+        raise RuntimeError("the run config has no resolved snapshot: run with the build stage, "
+                           "or pass snapshot=VERSION_OR_PATH")
+    return _read(Path(snap["path"]))
+
+
+def load_split(ref: SnapshotRef, kind: str, split: str, columns: tuple[str, ...]):
+    """One Parquet split as an in-memory datasets.Dataset of only the TRL columns.
+
+    Read with pyarrow (no datasets cache), so concurrent ranks never race on a cache dir.
+    Returns None for a split with no rows.
+    """
+    import pyarrow.parquet as pq
+    from datasets import Dataset
+
+    path = Path(ref.path) / kind / f"{split}.parquet"
+    if not path.exists():
+        raise FileNotFoundError(f"snapshot {ref.version}: {path} is missing")
+    have = set(pq.read_schema(path).names)
+    missing = [c for c in columns if c not in have]
+    if missing:
+        raise ValueError(f"{path}: missing column(s) {missing}; has {sorted(have)}")
+    table = pq.read_table(path, columns=list(columns))
+    if table.num_rows == 0:
+        return None
+    return Dataset(table)
