@@ -1,0 +1,560 @@
+"""Build versioned SFT, preference and KTO snapshots from the signal store.
+
+    snap = build_snapshot(recipe, "data/signal.duckdb", root="data/snapshots")
+    snap.version, snap.path, snap.manifest["counts"]
+
+The rules live in SQL (`signals/sql/build_*.sql`, run in order on one connection,
+the recipe bound as session variables) so that the heavy work is DuckDB's:
+
+1. `build_interactions`: parse prompts once; exclude by privacy (forgotten, opted
+   out, retention), filters and lengths, each with its reason; hash the normalized
+   prompt; give each interaction a split bucket.
+2. `build_outcomes`: the latest decisive feedback per interaction.
+3. `build_examples`: SFT, preference (edit, choose, regen) and KTO candidates.
+4. `build_select`: split, de-duplicate, cap per user, drop benchmark prompts from
+   train, decontaminate (no normalized prompt in both splits).
+
+Then PII is redacted (signals.pii) in the texts that are exported, the six Parquet
+files are written, and the version is a hash of their bytes, the recipe and
+BUILDER_VERSION: the same store and recipe give the same files and version, and an
+identical existing snapshot is reused. The store records each snapshot and the
+interactions it holds (`snapshots`, `snapshot_members`, migration 0002), so that
+`revoke_snapshots` can withdraw every snapshot with a forgotten user's data.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import sys
+import tempfile
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+import duckdb
+
+from signals import store as store_mod
+from signals.recipe import normalize
+
+BUILDER_VERSION = "signals.build/1"
+KINDS = ("sft", "pref", "kto")
+SPLITS = ("train", "eval")
+STEPS = ("build_interactions", "build_outcomes", "build_examples", "build_select")
+# DuckDB spills to disk beyond this, so a build's memory stays bounded as the store grows.
+MEMORY_LIMIT = os.environ.get("SIGNALS_BUILD_MEMORY", "1GB")
+REVOKED_MARKER = "REVOKED.json"
+
+_MSG = "STRUCT(role VARCHAR, content VARCHAR)"
+
+
+class SnapshotRevoked(RuntimeError):
+    """The snapshot was revoked (e.g. it held a forgotten user's data): never train on it."""
+
+
+@dataclass
+class Snapshot:
+    """A built snapshot: `path/manifest.json` and `path/{kind}/{split}.parquet`."""
+
+    version: str
+    path: Path
+    manifest: dict
+
+    def file(self, kind: str, split: str) -> Path:
+        return self.path / kind / f"{split}.parquet"
+
+    def data_files(self, kind: str) -> dict[str, str]:
+        """`datasets.load_dataset("parquet", data_files=snap.data_files("pref"))`."""
+        return {split: str(self.file(kind, split)) for split in SPLITS}
+
+
+# ----------------------------------------------------------------------------- build
+
+
+def build_snapshot(recipe: dict, store: str | os.PathLike | duckdb.DuckDBPyConnection,
+                   root: str | os.PathLike = "data/snapshots", *, progress: bool | None = None) -> Snapshot:
+    """Build (or reuse the identical existing) snapshot of `recipe` from `store`."""
+    r = normalize(recipe)
+    con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.connect(store)
+    try:
+        return _build(con, r, Path(root), _progress(progress))
+    finally:
+        _drop_temp_tables(con)
+        if con is not store:
+            con.close()
+
+
+def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot:
+    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    _bind(con, r)
+    _load_benchmark(con, r["split"]["benchmark_prompts"])
+    bar.set_description("build: interactions")
+    _run(con, "build_interactions")
+    bar.update()
+    if r["split"]["method"] == "time" and r["split"]["cutoff"] is None:
+        _bind_newest_cutoff(con, r["split"]["eval_fraction"])
+    for step in STEPS[1:]:
+        bar.set_description(f"build: {step.removeprefix('build_')}")
+        _run(con, step)
+        bar.update()
+
+    con.execute(_USED)
+    bar.set_description("build: redact PII")
+    redactions = _redact(con) if r["privacy"]["redact_pii"] else {}
+    bar.update()
+
+    bar.set_description("build: write")
+    root.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
+    try:
+        files = _export(con, tmp)
+        version = _version(r, files)
+        counts = _counts(con)
+        manifest = {
+            "version": version,
+            "recipe": r,
+            "counts": counts,
+            "exclusions": _exclusions(con),
+            "watermark": _watermark(con),
+            "builder_version": BUILDER_VERSION,
+            "created_at": datetime.now(UTC).isoformat(timespec="seconds"),
+            "redactions": redactions,
+            "kto_classes": _kto_classes(con),
+            "kto_weights": {},
+            "files": files,
+        }
+        manifest["kto_weights"] = kto_weights(manifest["kto_classes"]["train"], r["kto"])
+        snap = _publish(con, root, tmp, manifest)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    bar.update()
+    bar.close()
+    return snap
+
+
+def _progress(enabled: bool | None):
+    from tqdm.auto import tqdm
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(total=len(STEPS) + 2, disable=not enabled, unit="step")
+
+
+def _sql(name: str) -> str:
+    return resources.files("signals.sql").joinpath(f"{name}.sql").read_text()
+
+
+def _run(con: duckdb.DuckDBPyConnection, step: str) -> None:
+    con.execute(_sql(step))
+
+
+def _bind(con: duckdb.DuckDBPyConnection, r: dict) -> None:
+    """The recipe as session variables (`getvariable('b_*')` in the SQL), values bound with ?."""
+    f, o, p, s, priv = r["filters"], r["outcome"], r["pref"], r["split"], r["privacy"]
+    retention_days = priv["retention_days"]
+    if retention_days is None:
+        row = con.execute("SELECT value FROM settings WHERE key = 'retention_days'").fetchone()
+        retention_days = float(row[0]) if row and row[0] not in (None, "") else None
+    as_of = datetime.fromisoformat(priv["as_of"]) if priv["as_of"] else datetime.now(UTC)
+    if as_of.tzinfo is None:
+        as_of = as_of.replace(tzinfo=UTC)
+    retention_cutoff = as_of - timedelta(days=retention_days) if retention_days is not None else None
+    variables: list[tuple[str, str, Any]] = [
+        ("b_apps", "VARCHAR[]", f["apps"]),
+        ("b_tasks", "VARCHAR[]", f["tasks"]),
+        ("b_models", "VARCHAR[]", f["models"]),
+        ("b_users", "VARCHAR[]", f["users"]),
+        ("b_exclude_users", "VARCHAR[]", f["exclude_users"]),
+        ("b_since", "TIMESTAMPTZ", f["since"]),
+        ("b_until", "TIMESTAMPTZ", f["until"]),
+        ("b_min_prompt", "BIGINT", f["min_prompt_chars"]),
+        ("b_max_prompt", "BIGINT", f["max_prompt_chars"]),
+        ("b_min_completion", "BIGINT", f["min_completion_chars"]),
+        ("b_max_completion", "BIGINT", f["max_completion_chars"]),
+        ("b_retention_cutoff", "TIMESTAMPTZ", retention_cutoff),
+        ("b_rate_accept", "DOUBLE", o["rate_accept_at"]),
+        ("b_rate_reject", "DOUBLE", o["rate_reject_at"]),
+        ("b_choose_outcome", "BOOLEAN", o["choose_as_outcome"]),
+        ("b_accept_keeps_edit", "BOOLEAN", o["accept_keeps_edit"]),
+        ("b_min_edit", "DOUBLE", p["min_edit_distance"]),
+        ("b_sft", "BOOLEAN", r["sft"]["enabled"]),
+        ("b_sft_accept", "BOOLEAN", r["sft"]["from_accept"]),
+        ("b_sft_edit", "BOOLEAN", r["sft"]["from_edit"]),
+        ("b_pref", "BOOLEAN", p["enabled"]),
+        ("b_pref_edit", "BOOLEAN", p["from_edit"]),
+        ("b_pref_choose", "BOOLEAN", p["from_choose"]),
+        ("b_choose_same_prompt", "BOOLEAN", p["choose_same_prompt"]),
+        ("b_from_regen", "BOOLEAN", p["from_regen"] and p["enabled"]),
+        ("b_regen_within", "VARCHAR", p["regen_within"]),
+        ("b_max_regen", "BIGINT", p["max_regen_pairs"]),
+        ("b_kto", "BOOLEAN", r["kto"]["enabled"]),
+        ("b_dedup", "BOOLEAN", r["caps"]["dedup"]),
+        ("b_per_user", "BIGINT", r["caps"]["per_user"]),
+        ("b_split_method", "VARCHAR", s["method"]),
+        ("b_eval_fraction", "DOUBLE", s["eval_fraction"]),
+        ("b_cutoff", "TIMESTAMPTZ", s["cutoff"]),
+        ("b_seed", "VARCHAR", str(s["seed"])),
+        ("b_decontaminate", "VARCHAR", s["decontaminate"]),
+    ]
+    for name, sql_type, value in variables:
+        con.execute(f"SET VARIABLE {name} = CAST(? AS {sql_type})", [value])
+
+
+def _bind_newest_cutoff(con: duckdb.DuckDBPyConnection, eval_fraction: float) -> None:
+    """Time split without a cutoff: the newest `eval_fraction` of kept interactions is eval."""
+    if eval_fraction <= 0:
+        con.execute("SET VARIABLE b_cutoff = CAST('infinity' AS TIMESTAMPTZ)")
+        return
+    con.execute("SET VARIABLE b_cutoff = (SELECT quantile_disc(ts, ?) FROM b_int WHERE excluded IS NULL)",
+                [1.0 - eval_fraction])
+
+
+# The normalization of build_interactions.sql's last_user_key, applied to benchmark prompts.
+_NORM_KEY = "md5_number(regexp_replace(lower(trim(p)), '\\s+', ' ', 'g'))"
+
+
+def _load_benchmark(con: duckdb.DuckDBPyConnection, path: str | None) -> None:
+    """Benchmark prompts (one per line, or JSONL with "prompt") as normalized keys in b_bench."""
+    con.execute("CREATE OR REPLACE TEMP TABLE b_bench (key UHUGEINT)")
+    if not path:
+        return
+    file = Path(path)
+    if not file.is_file():
+        raise FileNotFoundError(f"split.benchmark_prompts: {file} does not exist")
+    prompts: list[str] = []
+    for n, line in enumerate(file.read_text(encoding="utf-8").splitlines(), 1):
+        if not line.strip():
+            continue
+        if file.suffix in (".jsonl", ".json"):
+            try:
+                rec = json.loads(line)
+            except json.JSONDecodeError as e:
+                raise ValueError(f"{file}:{n}: invalid JSON ({e.msg})") from None
+            prompt = rec.get("prompt") if isinstance(rec, dict) else rec
+            if isinstance(prompt, list):   # chat messages: the last user message
+                users = [m.get("content") for m in prompt if isinstance(m, dict) and m.get("role") == "user"]
+                prompt = users[-1] if users else None
+            if not isinstance(prompt, str):
+                raise ValueError(f"{file}:{n}: field 'prompt' must be a string or chat messages")
+            prompts.append(prompt)
+        else:
+            prompts.append(line)
+    con.execute(f"INSERT INTO b_bench SELECT DISTINCT {_NORM_KEY} FROM (SELECT unnest(?::VARCHAR[]) AS p)",
+                [prompts])
+
+
+# ----------------------------------------------------------------------------- PII
+
+# Every interaction whose text is exported (the chosen and the rejected side of pairs).
+_USED = """
+    CREATE OR REPLACE TEMP TABLE b_used AS
+    SELECT DISTINCT interaction_id FROM (
+        SELECT interaction_id FROM b_ex WHERE dropped IS NULL
+        UNION ALL SELECT other_id FROM b_ex WHERE dropped IS NULL AND other_id IS NOT NULL)"""
+
+
+def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Redact PII in every exported text (signals.pii), in place in b_int / b_ex.
+
+    Each distinct text is redacted once; counts are PII spans replaced per kind,
+    over the distinct texts. Texts that no PII pattern can match are skipped in SQL.
+    """
+    from signals import pii   # lazy: the redactor is the ingest helper's module
+
+    prefilter = getattr(pii, "SQL_PREFILTER", None)
+    where = "WHERE regexp_matches(t, ?)" if prefilter else ""
+    texts = con.execute(f"""
+        SELECT DISTINCT t FROM (
+            SELECT unnest(list_transform(i.prompt, lambda m: m.content)) AS t
+            FROM b_int i SEMI JOIN b_used u USING (interaction_id)
+            UNION ALL SELECT text_a FROM b_ex WHERE dropped IS NULL
+            UNION ALL SELECT text_b FROM b_ex WHERE dropped IS NULL AND text_b IS NOT NULL)
+        {where}""", [prefilter] if prefilter else []).fetchall()
+    totals: dict[str, int] = {}
+    changed_from, changed_to = [], []
+    for (text,) in texts:
+        red, counts = pii.redact(text)
+        if red != text:
+            changed_from.append(text)
+            changed_to.append(red)
+        for k, n in counts.items():
+            if n:
+                totals[k] = totals.get(k, 0) + int(n)
+    if not changed_from:
+        return dict(sorted(totals.items()))
+    con.execute("CREATE OR REPLACE TEMP TABLE b_red AS "
+                "SELECT unnest(?::VARCHAR[]) AS t, unnest(?::VARCHAR[]) AS r", [changed_from, changed_to])
+    con.execute(_sql("build_redact"))
+    return dict(sorted(totals.items()))
+
+
+# ----------------------------------------------------------------------------- export
+
+
+_EXPORT = {
+    "sft": f"""list_append(i.prompt, {{'role': 'assistant', 'content': e.text_a}}::{_MSG}) AS messages""",
+    "pref": f"""i.prompt AS prompt,
+        [{{'role': 'assistant', 'content': e.text_a}}::{_MSG}] AS chosen,
+        [{{'role': 'assistant', 'content': e.text_b}}::{_MSG}] AS rejected""",
+    "kto": f"""i.prompt AS prompt,
+        [{{'role': 'assistant', 'content': e.text_a}}::{_MSG}] AS completion,
+        e.label AS label""",
+}
+
+
+def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
+    """Write kind/split.parquet files in a stable row order; their row counts and sha256."""
+    files = {}
+    for kind in KINDS:
+        (out / kind).mkdir()
+        for split in SPLITS:
+            path = out / kind / f"{split}.parquet"
+            query = f"""
+                SELECT {_EXPORT[kind]},
+                    e.interaction_id, e.app, e.task, e.user_id, e.origin
+                FROM b_ex e JOIN b_int i USING (interaction_id)
+                WHERE e.dropped IS NULL AND e.kind = '{kind}' AND e.is_eval = {split == 'eval'}
+                ORDER BY e.interaction_id, e.origin, e.other_id, e.label"""
+            con.execute(f"COPY ({query}) TO '{_quote(path)}' (FORMAT parquet, COMPRESSION zstd)")
+            rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
+            files[f"{kind}/{split}.parquet"] = {"rows": rows, "sha256": _sha256(path)}
+    return files
+
+
+def _quote(path: Path) -> str:
+    """A path inside a COPY statement (COPY cannot bind its target); only our own paths."""
+    return str(path).replace("'", "''")
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _version(r: dict, files: dict) -> str:
+    """`<recipe name>-<hash>` of the files' bytes, the recipe and the builder version."""
+    blob = json.dumps({"recipe": r, "builder": BUILDER_VERSION,
+                       "files": {k: v["sha256"] for k, v in sorted(files.items())}},
+                      sort_keys=True, default=str)
+    return f"{r['name']}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
+def _counts(con: duckdb.DuckDBPyConnection) -> dict:
+    counts = {kind: {split: 0 for split in SPLITS} for kind in KINDS}
+    for kind, is_eval, n in con.execute(
+            "SELECT kind, is_eval, count(*) FROM b_ex WHERE dropped IS NULL GROUP BY ALL").fetchall():
+        counts[kind]["eval" if is_eval else "train"] = n
+    return counts
+
+
+def _kto_classes(con: duckdb.DuckDBPyConnection) -> dict:
+    out = {split: {"desirable": 0, "undesirable": 0} for split in SPLITS}
+    for is_eval, label, n in con.execute(
+            "SELECT is_eval, label, count(*) FROM b_ex WHERE dropped IS NULL AND kind = 'kto' "
+            "GROUP BY ALL").fetchall():
+        out["eval" if is_eval else "train"]["desirable" if label else "undesirable"] = n
+    return out
+
+
+def kto_weights(classes: dict, kto: dict | None = None) -> dict:
+    """Desirable/undesirable loss weights per TRL's KTO guidance.
+
+    TRL (Eq. 8 of the KTO paper) wants desirable_weight * n_desirable /
+    (undesirable_weight * n_undesirable) in [1, 4/3]. The minority class is
+    up-weighted to land at 7/6, inside the range, with margin for TRL's rounding:
+
+    >>> kto_weights({"desirable": 100, "undesirable": 300})
+    {'desirable_weight': 3.5, 'undesirable_weight': 1.0}
+    >>> kto_weights({"desirable": 120, "undesirable": 100})
+    {'desirable_weight': 1.0, 'undesirable_weight': 1.0}
+
+    Weights given in the recipe (`kto.desirable_weight` / `undesirable_weight`) win.
+    """
+    n_d, n_u = classes.get("desirable", 0), classes.get("undesirable", 0)
+    des, und = 1.0, 1.0
+    if n_d and n_u:
+        ratio = n_d / n_u
+        if ratio < 1:
+            des = round(n_u / n_d * 7 / 6, 4)
+        elif ratio > 4 / 3:
+            und = round(n_d / n_u * 6 / 7, 4)
+    kto = kto or {}
+    if kto.get("desirable_weight") is not None:
+        des = float(kto["desirable_weight"])
+    if kto.get("undesirable_weight") is not None:
+        und = float(kto["undesirable_weight"])
+    return {"desirable_weight": des, "undesirable_weight": und}
+
+
+def _exclusions(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
+    """Why signal did not become examples: interaction reasons, then `kind.reason`."""
+    out: dict[str, int] = {}
+    for reason, n in con.execute(
+            "SELECT excluded, count(*) FROM b_int WHERE excluded IS NOT NULL GROUP BY ALL").fetchall():
+        out[reason] = n
+    no_signal = con.execute("""
+        SELECT count(*) FROM b_int i
+        WHERE i.excluded IS NULL
+          AND i.interaction_id NOT IN (SELECT interaction_id FROM b_out)
+          AND i.interaction_id NOT IN (SELECT interaction_id FROM b_cand)
+          AND i.interaction_id NOT IN (SELECT other_id FROM b_cand WHERE other_id IS NOT NULL)""").fetchone()[0]
+    if no_signal:
+        out["no_decisive_feedback"] = no_signal
+    trivial = con.execute("SELECT count(*) FROM b_out WHERE trivial_edit").fetchone()[0]
+    if trivial:
+        out["pref.trivial_edit"] = trivial
+    for kind, reason, n in con.execute(
+            "SELECT kind, dropped, count(*) FROM b_ex WHERE dropped IS NOT NULL GROUP BY ALL").fetchall():
+        out[f"{kind}.{reason}"] = n
+    return dict(sorted(out.items()))
+
+
+def _watermark(con: duckdb.DuckDBPyConnection) -> dict:
+    """What the store held when the snapshot was built."""
+    i = con.execute("SELECT count(*), max(ts), max(ingest_id) FROM interactions").fetchone()
+    f = con.execute("SELECT count(*), max(ts) FROM feedback").fetchone()
+    o = con.execute("SELECT count(*) FROM optouts").fetchone()[0]
+    t = con.execute("SELECT count(*) FROM tombstones").fetchone()[0]
+    return {"interactions": i[0], "max_interaction_ts": i[1].isoformat() if i[1] else None,
+            "max_ingest_id": i[2], "feedback": f[0], "max_feedback_ts": f[1].isoformat() if f[1] else None,
+            "optouts": o, "tombstones": t}
+
+
+def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, manifest: dict) -> Snapshot:
+    """Move the files into root/version (or reuse an identical one) and record it in the store."""
+    version = manifest["version"]
+    final = root / version
+    row = con.execute("SELECT revoked_at, revoked_reason FROM snapshots WHERE version = ?", [version]).fetchone()
+    if row and row[0] is not None:
+        raise SnapshotRevoked(f"snapshot {version} (identical to this build) was revoked on {row[0]} "
+                              f"({row[1]}); change the recipe or the data to build a new one")
+    if (final / "manifest.json").exists():
+        snap = load_snapshot(root, version)
+    else:
+        (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=True, default=str) + "\n")
+        if final.exists():          # a half-written directory from a crash: replace it
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+        snap = Snapshot(version, final, manifest)
+    if row is None:
+        con.execute("BEGIN")
+        try:
+            con.execute("INSERT INTO snapshots (version, recipe_name, path, manifest, created_at) "
+                        "VALUES (?, ?, ?, ?, ?)",
+                        [version, manifest["recipe"]["name"], str(final),
+                         json.dumps(snap.manifest, default=str), snap.manifest["created_at"]])
+            con.execute("INSERT INTO snapshot_members "
+                        "SELECT ?, interaction_id, user_id FROM b_used JOIN b_int USING (interaction_id)",
+                        [version])
+            con.execute("COMMIT")
+        except Exception:
+            con.execute("ROLLBACK")
+            raise
+    return snap
+
+
+def _drop_temp_tables(con: duckdb.DuckDBPyConnection) -> None:
+    for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary "
+                               "AND table_name LIKE 'b\\_%' ESCAPE '\\'").fetchall():
+        con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
+
+
+# ----------------------------------------------------------------------------- read / revoke
+
+
+def load_snapshot(root: str | os.PathLike, version: str) -> Snapshot:
+    """The snapshot `root/version`; SnapshotRevoked if it was revoked."""
+    path = Path(root) / version
+    manifest_file = path / "manifest.json"
+    if not manifest_file.exists():
+        raise FileNotFoundError(f"no snapshot {version!r} under {root} ({manifest_file} is missing)")
+    marker = path / REVOKED_MARKER
+    if marker.exists():
+        info = json.loads(marker.read_text())
+        raise SnapshotRevoked(f"snapshot {version} was revoked on {info.get('revoked_at')}: {info.get('reason')}")
+    return Snapshot(version, path, json.loads(manifest_file.read_text()))
+
+
+def is_revoked(store: str | os.PathLike | duckdb.DuckDBPyConnection, version: str) -> bool:
+    """Whether the store marks `version` revoked (an unknown version is not revoked)."""
+    con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.connect(store, read_only=True)
+    try:
+        if not _has_snapshots_table(con):
+            return False
+        row = con.execute("SELECT revoked_at FROM snapshots WHERE version = ?", [version]).fetchone()
+        return bool(row and row[0] is not None)
+    finally:
+        if con is not store:
+            con.close()
+
+
+def snapshots_with_users(con: duckdb.DuckDBPyConnection, user_ids: list[str]) -> list[str]:
+    """Versions of every snapshot that held data of any of `user_ids` (revoked or not)."""
+    rows = con.execute("SELECT DISTINCT version FROM snapshot_members WHERE user_id IN (SELECT unnest(?)) "
+                       "ORDER BY version", [list(user_ids)]).fetchall()
+    return [v for (v,) in rows]
+
+
+def revoke_snapshots(con: duckdb.DuckDBPyConnection, versions: list[str], reason: str,
+                     *, purge: bool = True) -> list[str]:
+    """Mark `versions` revoked in the store and on disk; with `purge`, delete their Parquet files.
+
+    Returns the versions newly revoked. The manifest stays, with a REVOKED.json
+    beside it, as the record of what was withdrawn and why; `load_snapshot` refuses
+    it and `is_revoked` says so, so no training run uses it again.
+    """
+    now = datetime.now(UTC)
+    newly = []
+    for version in versions:
+        row = con.execute("SELECT path, revoked_at FROM snapshots WHERE version = ?", [version]).fetchone()
+        if row is None:
+            continue
+        path, revoked_at = Path(row[0]), row[1]
+        if revoked_at is None:
+            con.execute("UPDATE snapshots SET revoked_at = ?, revoked_reason = ? WHERE version = ?",
+                        [now, reason, version])
+            newly.append(version)
+        if path.is_dir():
+            marker = path / REVOKED_MARKER
+            if not marker.exists():
+                marker.write_text(json.dumps({"version": version, "revoked_at": now.isoformat(),
+                                              "reason": reason}, indent=2) + "\n")
+            if purge:
+                for kind in KINDS:
+                    shutil.rmtree(path / kind, ignore_errors=True)
+    return newly
+
+
+def list_snapshots(store: str | os.PathLike | duckdb.DuckDBPyConnection) -> list[dict]:
+    """Every snapshot the store knows, newest first, with its counts and revocation."""
+    con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.connect(store, read_only=True)
+    try:
+        if not _has_snapshots_table(con):
+            return []
+        rows = con.execute("""
+            SELECT s.version, s.recipe_name, s.path, s.created_at, s.revoked_at, s.revoked_reason, s.manifest,
+                   (SELECT count(*) FROM snapshot_members m WHERE m.version = s.version) AS members
+            FROM snapshots s ORDER BY s.created_at DESC, s.version""").fetchall()
+    finally:
+        if con is not store:
+            con.close()
+    out = []
+    for version, name, path, created, revoked, reason, manifest, members in rows:
+        m = json.loads(manifest)
+        out.append({"version": version, "recipe": name, "path": path,
+                    "created_at": created.isoformat() if created else None,
+                    "revoked_at": revoked.isoformat() if revoked else None, "revoked_reason": reason,
+                    "counts": m.get("counts"), "interactions": members, "manifest": m})
+    return out
+
+
+def _has_snapshots_table(con: duckdb.DuckDBPyConnection) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'snapshots' "
+                            "AND NOT temporary").fetchone()[0])

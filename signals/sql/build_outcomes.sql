@@ -1,0 +1,68 @@
+-- Build step 2: the outcome of every kept interaction = its latest decisive feedback.
+-- Decisive: accept, reject, a non-trivial edit, a rating at/over b_rate_accept (accept)
+-- or at/under b_rate_reject (reject); a choice only when b_choose_outcome (chosen =
+-- accept, the other = reject). A trivial edit (normalized Levenshtein distance below
+-- b_min_edit, whitespace collapsed) is an accept; an edit to empty text is a reject.
+-- Ties in time: edit > reject > accept, then event_id. An accept after an edit confirms
+-- the edit when b_accept_keeps_edit.
+CREATE OR REPLACE TEMP TABLE b_out AS
+WITH kept AS (
+    SELECT interaction_id, completion FROM b_int WHERE excluded IS NULL
+),
+events AS (
+    SELECT f.interaction_id, f.ts, f.event_id, f.kind, f.edited_text, k.completion,
+        CASE f.kind
+            WHEN 'accept' THEN 'accept'
+            WHEN 'reject' THEN 'reject'
+            WHEN 'edit' THEN 'edit'
+            WHEN 'rate' THEN CASE WHEN f.score >= getvariable('b_rate_accept') THEN 'accept'
+                                  WHEN f.score <= getvariable('b_rate_reject') THEN 'reject' END
+            WHEN 'choose' THEN CASE WHEN getvariable('b_choose_outcome') THEN 'accept' END
+        END AS decision
+    FROM feedback f JOIN kept k ON k.interaction_id = f.interaction_id
+    UNION ALL      -- the candidate not chosen
+    SELECT f.other_interaction_id, f.ts, f.event_id, 'choose', NULL, k.completion, 'reject'
+    FROM feedback f JOIN kept k ON k.interaction_id = f.other_interaction_id
+    WHERE f.kind = 'choose' AND getvariable('b_choose_outcome')
+),
+edits AS (         -- whitespace-collapsed texts, only for edits
+    SELECT * EXCLUDE (completion),
+        CASE WHEN decision = 'edit' THEN regexp_replace(trim(edited_text), '\s+', ' ', 'g') END AS e,
+        CASE WHEN decision = 'edit' THEN regexp_replace(trim(completion), '\s+', ' ', 'g') END AS c
+    FROM events
+),
+decided AS (
+    SELECT interaction_id, ts, event_id, kind, edited_text,
+        CASE
+            WHEN decision IS DISTINCT FROM 'edit' THEN decision
+            WHEN e IS NULL THEN NULL
+            WHEN e = '' THEN 'reject'
+            WHEN e = c THEN 'accept'
+            -- the length difference bounds the distance from below: skip Levenshtein when it decides
+            WHEN abs(length(e) - length(c)) >= getvariable('b_min_edit') * greatest(length(e), length(c)) THEN 'edit'
+            WHEN levenshtein(e, c) < getvariable('b_min_edit') * greatest(length(e), length(c)) THEN 'accept'
+            ELSE 'edit'
+        END AS decision
+    FROM edits
+),
+ranked AS (
+    SELECT interaction_id,
+        max_by(struct_pack(decision, kind),
+               struct_pack(ts, prio := CASE decision WHEN 'edit' THEN 3 WHEN 'reject' THEN 2 ELSE 1 END, event_id))
+            FILTER (WHERE decision IS NOT NULL) AS latest,
+        max_by(edited_text, struct_pack(ts, event_id)) FILTER (WHERE decision = 'edit') AS last_edit,
+        bool_or(kind = 'edit' AND decision = 'accept') AS had_trivial_edit
+    FROM decided
+    GROUP BY interaction_id
+)
+SELECT interaction_id, outcome,
+    CASE WHEN outcome = 'edit' THEN 'edit' ELSE latest.kind END AS origin,
+    CASE WHEN outcome = 'edit' THEN last_edit END AS edited_text,
+    had_trivial_edit AND outcome <> 'edit' AS trivial_edit
+FROM (
+    SELECT *,
+        CASE WHEN latest.decision = 'accept' AND last_edit IS NOT NULL AND getvariable('b_accept_keeps_edit')
+             THEN 'edit' ELSE latest.decision END AS outcome
+    FROM ranked
+)
+WHERE outcome IS NOT NULL;

@@ -1,0 +1,51 @@
+-- Build step 4: choose which candidates become examples, and in which split.
+--   split: time (ts >= b_cutoff is eval) or the interaction's split bucket (hash of
+--          its normalized prompt, user or session) < b_eval_fraction;
+--   dedup: one example per kind and (normalized prompt, texts, label), the earliest;
+--   cap:   at most b_per_user examples per user and kind (a seeded, stable sample);
+--   benchmark: no train example whose last user message is a benchmark prompt;
+--   decontamination: a normalized prompt left in both splits is dropped from train
+--          (b_decontaminate = 'drop_train') or from eval ('drop_eval').
+-- `dropped` says why a candidate is not exported (NULL = exported).
+CREATE OR REPLACE TEMP TABLE b_ex AS
+WITH c AS (
+    SELECT c.*, i.user_id, i.app, i.task, i.ts, i.prompt_key, i.last_user_key,
+        CASE WHEN getvariable('b_split_method') = 'time' THEN i.ts >= getvariable('b_cutoff')
+             ELSE i.split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
+    FROM b_cand c JOIN b_int i USING (interaction_id)
+),
+d AS (
+    SELECT *,
+        CASE WHEN pre_drop IS NOT NULL OR NOT getvariable('b_dedup') THEN 1
+             ELSE row_number() OVER (
+                PARTITION BY kind, pre_drop, prompt_key, md5_number(text_a), md5_number(coalesce(text_b, '')), label
+                ORDER BY ts, interaction_id, other_id) END AS dup_rank
+    FROM c
+),
+u AS (
+    SELECT *,
+        CASE WHEN pre_drop IS NULL AND dup_rank = 1 AND user_id IS NOT NULL AND getvariable('b_per_user') IS NOT NULL
+             THEN row_number() OVER (
+                PARTITION BY kind, user_id, pre_drop IS NULL AND dup_rank = 1
+                ORDER BY md5(getvariable('b_seed') || chr(31) || interaction_id || chr(31) || origin
+                             || chr(31) || coalesce(other_id, '') || chr(31) || coalesce(label::VARCHAR, ''))) END AS user_rank
+    FROM d
+),
+s AS (
+    SELECT *,
+        CASE WHEN pre_drop IS NOT NULL THEN pre_drop
+             WHEN dup_rank > 1 THEN 'duplicate'
+             WHEN user_rank > getvariable('b_per_user') THEN 'user_cap'
+             WHEN NOT is_eval AND last_user_key IN (SELECT key FROM b_bench) THEN 'benchmark' END AS drop1
+    FROM u
+),
+eval_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND is_eval),
+train_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND NOT is_eval)
+SELECT kind, origin, interaction_id, other_id, label, text_a, text_b, user_id, app, task, is_eval,
+    coalesce(drop1, CASE
+        WHEN getvariable('b_decontaminate') = 'drop_train' AND NOT is_eval
+             AND prompt_key IN (SELECT prompt_key FROM eval_prompts) THEN 'decontaminated'
+        WHEN getvariable('b_decontaminate') = 'drop_eval' AND is_eval
+             AND prompt_key IN (SELECT prompt_key FROM train_prompts) THEN 'decontaminated' END) AS dropped
+FROM s
+ORDER BY kind, is_eval, dropped NULLS FIRST, interaction_id, origin, other_id, label;
