@@ -71,6 +71,12 @@ CREATE TABLE IF NOT EXISTS tombstones (
     ts        TIMESTAMPTZ
 );
 
+-- Interactions of forgotten users: feedback-only logs that name them stay out too.
+CREATE TABLE IF NOT EXISTS forgotten_interactions (
+    interaction_hash VARCHAR PRIMARY KEY,  -- sha256 of the interaction_id
+    ts               TIMESTAMPTZ
+);
+
 CREATE TABLE IF NOT EXISTS settings (
     key   VARCHAR PRIMARY KEY,             -- e.g. retention_days
     value VARCHAR

@@ -1,0 +1,296 @@
+"""Declarative source mappings: any log format -> native records, by config, not code.
+
+A mapping is `conf/source/NAME.yaml` (or a YAML path given to `--source`):
+
+    name: defacto
+    reader: jsonl                 # jsonl | json | mlqe-pe | mlqe-da (see signals/adapters.py)
+    interactions:                 # native interaction records made from each input record
+      - interaction_id: {concat: ["defacto-", {hash: [$.article, $.candidate]}]}
+        ts: "2022-10-01T00:00:00Z"
+        prompt: [{role: user, content: {concat: ["Summarize:\\n\\n", $.article]}}]
+        completion: $.candidate
+    feedback:                     # native feedback records, each kept only `when` it holds
+      - when: {path: $.has_error, equals: false}
+        event_id: ...
+        kind: accept
+
+Expressions: a string starting with `$` is a path (`$.a.b`, `$.list[0]`, `$["key with space"]`);
+other scalars are constants; a list or a plain mapping is built element by element. Forms:
+`{path: P, default: X}`, `{first: [e, ...]}` (first present), `{concat: [e, ...]}`,
+`{hash: [e, ...]}` (16 hex of sha256), `{fn: NAME, args: [e, ...]}` (FUNCTIONS below),
+`{if: COND, then: e, else: e}`, `{const: X}`.
+Conditions: `{path: P, equals: V}`, `{path: P, in: [V, ...]}`, `{nonempty: e}`,
+`{equal: [e1, e2]}`, `{not: COND}`, `{all: [COND, ...]}`, `{any: [COND, ...]}`.
+A path that is missing (without a default) sends the input record to quarantine
+(`mapping_error`, naming the field); the native records then go through the same
+validation as any native file.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+
+import yaml
+
+CONF_DIR = Path(__file__).resolve().parents[1] / "conf" / "source"
+MISSING = object()
+
+
+class MappingError(ValueError):
+    def __init__(self, field: str, detail: str):
+        super().__init__(f"{field}: {detail}")
+        self.field, self.detail = field, detail
+
+
+# ---------------------------------------------------------------- loading
+
+def available() -> list[str]:
+    return sorted(p.stem for p in CONF_DIR.glob("*.yaml"))
+
+
+def load_mapping(name_or_path: str) -> dict:
+    """A mapping by name (conf/source/NAME.yaml) or path; checked for shape at load time."""
+    p = Path(name_or_path)
+    if not (p.suffix in (".yaml", ".yml") and p.is_file()):
+        p = CONF_DIR / f"{name_or_path}.yaml"
+    if not p.is_file():
+        raise ValueError(f"unknown source {name_or_path!r}: no {p} (available: {', '.join(available())})")
+    m = yaml.safe_load(p.read_text())
+    problems = []
+    if not isinstance(m, dict):
+        raise ValueError(f"{p}: a source mapping must be a mapping")
+    m.setdefault("name", p.stem)
+    from signals.adapters import READERS
+
+    if m.get("reader", "jsonl") not in READERS:
+        problems.append(f"reader must be one of {sorted(READERS)}")
+    for section in ("interactions", "feedback"):
+        for i, item in enumerate(m.get(section) or []):
+            if not isinstance(item, dict):
+                problems.append(f"{section}[{i}] must be a mapping of native field -> expression")
+    if not (m.get("interactions") or m.get("feedback")):
+        problems.append("needs at least one of interactions:, feedback:")
+    if problems:
+        raise ValueError(f"{p}: " + "; ".join(problems))
+    m["_file"] = str(p)
+    return m
+
+
+# ---------------------------------------------------------------- paths, expressions, conditions
+
+_TOKEN = re.compile(r'\.([^.\[\]]+)|\[(\d+)\]|\["([^"]+)"\]')
+
+
+def get_path(rec, path: str):
+    """Value at `path` in `rec`, or MISSING."""
+    if not path.startswith("$"):
+        raise ValueError(f"path {path!r} must start with $")
+    rest, cur = path[1:], rec
+    while rest:
+        m = _TOKEN.match(rest)
+        if not m:
+            raise ValueError(f"cannot parse path {path!r} at {rest!r}")
+        key, idx, quoted = m.groups()
+        rest = rest[m.end():]
+        if idx is not None:
+            if not isinstance(cur, list) or int(idx) >= len(cur):
+                return MISSING
+            cur = cur[int(idx)]
+        else:
+            k = quoted if quoted is not None else key
+            if not isinstance(cur, dict) or k not in cur:
+                return MISSING
+            cur = cur[k]
+    return cur
+
+
+def evaluate(expr, rec, field: str):
+    """Evaluate one mapping expression against an input record."""
+    if isinstance(expr, str):
+        if expr.startswith("$"):
+            v = get_path(rec, expr)
+            if v is MISSING:
+                raise MappingError(field, f"path {expr} not found in the record")
+            return v
+        return expr
+    if isinstance(expr, list):
+        return [evaluate(e, rec, field) for e in expr]
+    if not isinstance(expr, dict):
+        return expr
+    if "const" in expr:
+        return expr["const"]
+    if "path" in expr:
+        v = get_path(rec, expr["path"])
+        if v is MISSING:
+            if "default" in expr:
+                return expr["default"]
+            raise MappingError(field, f"path {expr['path']} not found in the record")
+        return v
+    if "first" in expr:
+        for e in expr["first"]:
+            v = get_path(rec, e) if isinstance(e, str) and e.startswith("$") else evaluate(e, rec, field)
+            if v is not MISSING and v is not None:
+                return v
+        if "default" in expr:
+            return expr["default"]
+        raise MappingError(field, f"none of {expr['first']} found in the record")
+    if "concat" in expr:
+        return "".join("" if v is None else str(v) for v in (evaluate(e, rec, field) for e in expr["concat"]))
+    if "hash" in expr:
+        parts = [evaluate(e, rec, field) for e in expr["hash"]]
+        return hashlib.sha256(json.dumps(parts, sort_keys=True).encode()).hexdigest()[:16]
+    if "fn" in expr:
+        fn = FUNCTIONS.get(expr["fn"])
+        if fn is None:
+            raise ValueError(f"unknown function {expr['fn']!r} (known: {sorted(FUNCTIONS)})")
+        args = [evaluate(e, rec, field) for e in expr.get("args", [])]
+        try:
+            return fn(*args)
+        except (ValueError, TypeError, KeyError, IndexError) as e:
+            raise MappingError(field, f"{expr['fn']}: {e}") from None
+    if "if" in expr:
+        branch = "then" if condition(expr["if"], rec, field) else "else"
+        return evaluate(expr.get(branch), rec, field)
+    return {k: evaluate(v, rec, f"{field}.{k}") for k, v in expr.items()}
+
+
+def condition(cond, rec, field: str) -> bool:
+    if isinstance(cond, bool):
+        return cond
+    if "all" in cond:
+        return all(condition(c, rec, field) for c in cond["all"])
+    if "any" in cond:
+        return any(condition(c, rec, field) for c in cond["any"])
+    if "not" in cond:
+        return not condition(cond["not"], rec, field)
+    if "nonempty" in cond:
+        try:
+            v = evaluate(cond["nonempty"], rec, field)
+        except MappingError:
+            return False
+        return v not in (None, "", [], {}) and not (isinstance(v, str) and not v.strip())
+    if "equal" in cond:
+        a, b = (evaluate(e, rec, field) for e in cond["equal"])
+        return (a.strip() if isinstance(a, str) else a) == (b.strip() if isinstance(b, str) else b)
+    if "path" in cond:
+        v = get_path(rec, cond["path"])
+        if "equals" in cond:
+            return v is not MISSING and v == cond["equals"]
+        if "in" in cond:
+            return v is not MISSING and v in cond["in"]
+        return v is not MISSING
+    raise ValueError(f"unknown condition {cond!r}")
+
+
+# ---------------------------------------------------------------- simple transforms
+
+_HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+
+
+def hh_turns(text: str) -> list[dict]:
+    """'\\n\\nHuman: hi\\n\\nAssistant: hello' -> [{role: user, ...}, {role: assistant, ...}]."""
+    parts = _HH_TURN.split(text)
+    if len(parts) < 3 or parts[0].strip():
+        raise ValueError("not an hh-rlhf dialogue (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')")
+    roles = {"Human": "user", "Assistant": "assistant"}
+    return [{"role": roles[r], "content": c} for r, c in zip(parts[1::2], parts[2::2], strict=True)]
+
+
+def hh_prompt(chosen: str, rejected: str) -> list[dict]:
+    """The shared dialogue before the final assistant turn of both answers."""
+    a, b = hh_turns(chosen), hh_turns(rejected)
+    if a[-1]["role"] != "assistant" or b[-1]["role"] != "assistant":
+        raise ValueError("a dialogue does not end with an assistant turn")
+    if a[:-1] != b[:-1]:
+        raise ValueError("chosen and rejected do not share the dialogue before the last assistant turn")
+    return a[:-1]
+
+
+def hh_last(text: str) -> str:
+    turns = hh_turns(text)
+    if turns[-1]["role"] != "assistant":
+        raise ValueError("the dialogue does not end with an assistant turn")
+    return turns[-1]["content"]
+
+
+def passages(ps) -> str:
+    """FineGrainedRLHF passages ([[title, sentence, ...], ...]) as readable context."""
+    return "\n\n".join(f"{p[0]}: {' '.join(p[1:])}" for p in ps)
+
+
+def mean(xs) -> float:
+    xs = [float(x) for x in xs]
+    if not xs:
+        raise ValueError("mean of an empty list")
+    return sum(xs) / len(xs)
+
+
+FUNCTIONS = {
+    "hh_prompt": hh_prompt,
+    "hh_last": hh_last,
+    "passages": passages,
+    "mean": mean,
+    "strip": lambda s: s.strip(),
+    "lower": lambda s: s.lower(),
+    "str": str,
+    "float": float,
+    "json": lambda v: json.dumps(v, ensure_ascii=False),
+}
+
+
+# ---------------------------------------------------------------- applying a mapping
+
+def is_openai_record(rec: dict) -> bool:
+    """Chat-completion log: request `messages` + response `choices` (flat or nested)."""
+    if "choices" in rec and "messages" in rec:
+        return True
+    req, resp = rec.get("request"), rec.get("response")
+    return isinstance(req, dict) and "messages" in req and isinstance(resp, dict) and "choices" in resp
+
+
+def map_record(mapping: dict, rec) -> list[dict]:
+    """The native records one input record yields (MappingError when it cannot)."""
+    out = []
+    for section in ("interactions", "feedback"):
+        for item in mapping.get(section) or []:
+            if "when" in item and not condition(item["when"], rec, "when"):
+                continue
+            native = {}
+            for k, e in item.items():
+                if k == "when":
+                    continue
+                v = evaluate(e, rec, k)
+                if v is not None:
+                    native[k] = v
+            out.append(native)
+    return out
+
+
+def apply_mapping(mapping: dict, path: Path, out: Path) -> int:
+    """Write the native records of every input record in `path` to JSONL `out`, each with
+    `_source_row`; records that cannot be mapped become quarantine markers."""
+    from signals.adapters import READERS
+
+    reader = READERS[mapping.get("reader", "jsonl")]
+    n = 0
+    with open(out, "w", encoding="utf-8") as f:
+        for row, rec, raw, error in reader(path):
+            if error is None:
+                try:
+                    natives = map_record(mapping, rec)
+                except MappingError as e:
+                    error = ("mapping_error", e.field, f"source {mapping['name']}: {e.detail}")
+            if error is not None:
+                reason, field, detail = error
+                f.write(json.dumps({"_reject": reason, "_field": field, "_detail": detail,
+                                    "_raw": raw, "_source_row": row}) + "\n")
+                n += 1
+                continue
+            for native in natives:
+                native["_source_row"] = row
+                f.write(json.dumps(native) + "\n")
+                n += 1
+    return n
