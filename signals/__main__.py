@@ -235,9 +235,11 @@ COMMANDS = {
 }
 
 # ---------------------------------------------------------------- dataset builder (issue 4)
-# The builder adds its subcommands here, e.g.
-#   from signals.build_cli import build, snapshots   (functions in signals/build.py, imported lazily)
-#   COMMANDS["build"] = (build, _build_args); COMMANDS["snapshots"] = (snapshots, _snapshots_args)
+# The builder adds its subcommands here (signals/build_cli.py imports signals.build lazily).
+from signals.build_cli import build, build_args, snapshots, snapshots_args  # noqa: E402
+
+COMMANDS["build"] = (build, build_args)
+COMMANDS["snapshots"] = (snapshots, snapshots_args)
 # -------------------------------------------------------------------------------------------
 
 

@@ -90,6 +90,7 @@ def build_snapshot(recipe: dict, store: str | os.PathLike | duckdb.DuckDBPyConne
 
 def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot:
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute("SET TimeZone = 'UTC'")
     _bind(con, r)
     _load_benchmark(con, r["split"]["benchmark_prompts"])
     bar.set_description("build: interactions")
@@ -180,6 +181,7 @@ def _bind(con: duckdb.DuckDBPyConnection, r: dict) -> None:
         ("b_rate_reject", "DOUBLE", o["rate_reject_at"]),
         ("b_choose_outcome", "BOOLEAN", o["choose_as_outcome"]),
         ("b_accept_keeps_edit", "BOOLEAN", o["accept_keeps_edit"]),
+        ("b_trivial_edit", "VARCHAR", o["trivial_edit"]),
         ("b_min_edit", "DOUBLE", p["min_edit_distance"]),
         ("b_sft", "BOOLEAN", r["sft"]["enabled"]),
         ("b_sft_accept", "BOOLEAN", r["sft"]["from_accept"]),
@@ -263,7 +265,7 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     Each distinct text is redacted once; counts are PII spans replaced per kind,
     over the distinct texts. Texts that no PII pattern can match are skipped in SQL.
     """
-    from signals import pii   # lazy: the redactor is the ingest helper's module
+    from signals import pii  # lazy: the redactor is the ingest helper's module
 
     prefilter = getattr(pii, "SQL_PREFILTER", None)
     where = "WHERE regexp_matches(t, ?)" if prefilter else ""

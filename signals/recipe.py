@@ -40,6 +40,7 @@ DEFAULTS: dict[str, Any] = {
         "rate_reject_at": 2.0,       # score <= this: a reject; in between: not decisive
         "choose_as_outcome": False,  # a choice also accepts the chosen and rejects the other
         "accept_keeps_edit": True,   # an accept after an edit confirms the edit
+        "trivial_edit": "ignore",    # an edit below pref.min_edit_distance: ignore (not decisive) | accept
     },
     "sft": {
         "enabled": True,
@@ -49,7 +50,7 @@ DEFAULTS: dict[str, Any] = {
     "pref": {
         "enabled": True,
         "from_edit": True,           # chosen = edit, rejected = original
-        "min_edit_distance": 0.02,   # normalized Levenshtein below this: trivial edit (an accept)
+        "min_edit_distance": 0.02,   # normalized Levenshtein below this: a trivial edit, no pair
         "from_choose": True,         # explicit choices between two candidates
         "choose_same_prompt": True,  # a choice pairs only outputs of the same normalized prompt
         "from_regen": True,          # accepted vs rejected outputs of the same normalized prompt
@@ -100,6 +101,7 @@ CHOICES = {
     "split.method": {"hash", "time", "user", "session"},
     "split.decontaminate": {"drop_train", "drop_eval"},
     "pref.regen_within": {"prompt", "user", "session"},
+    "outcome.trivial_edit": {"ignore", "accept"},
 }
 
 

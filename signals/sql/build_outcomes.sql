@@ -2,7 +2,8 @@
 -- Decisive: accept, reject, a non-trivial edit, a rating at/over b_rate_accept (accept)
 -- or at/under b_rate_reject (reject); a choice only when b_choose_outcome (chosen =
 -- accept, the other = reject). A trivial edit (normalized Levenshtein distance below
--- b_min_edit, whitespace collapsed) is an accept; an edit to empty text is a reject.
+-- b_min_edit, whitespace collapsed) is not decisive (b_trivial_edit = 'ignore': the
+-- decision before it stands) or an accept ('accept'); an edit to empty text is a reject.
 -- Ties in time: edit > reject > accept, then event_id. An accept after an edit confirms
 -- the edit when b_accept_keeps_edit.
 CREATE OR REPLACE TEMP TABLE b_out AS
@@ -31,19 +32,26 @@ edits AS (         -- whitespace-collapsed texts, only for edits
         CASE WHEN decision = 'edit' THEN regexp_replace(trim(completion), '\s+', ' ', 'g') END AS c
     FROM events
 ),
+judged AS (       -- is an edit trivial? (Levenshtein only where the length gap does not decide)
+    SELECT *,
+        CASE
+            WHEN e IS NULL OR e = '' THEN false
+            WHEN e = c THEN true
+            WHEN abs(length(e) - length(c)) >= getvariable('b_min_edit') * greatest(length(e), length(c)) THEN false
+            ELSE levenshtein(e, c) < getvariable('b_min_edit') * greatest(length(e), length(c))
+        END AS trivial
+    FROM edits
+),
 decided AS (
-    SELECT interaction_id, ts, event_id, kind, edited_text,
+    SELECT interaction_id, ts, event_id, kind, edited_text, trivial,
         CASE
             WHEN decision IS DISTINCT FROM 'edit' THEN decision
             WHEN e IS NULL THEN NULL
             WHEN e = '' THEN 'reject'
-            WHEN e = c THEN 'accept'
-            -- the length difference bounds the distance from below: skip Levenshtein when it decides
-            WHEN abs(length(e) - length(c)) >= getvariable('b_min_edit') * greatest(length(e), length(c)) THEN 'edit'
-            WHEN levenshtein(e, c) < getvariable('b_min_edit') * greatest(length(e), length(c)) THEN 'accept'
+            WHEN trivial THEN CASE WHEN getvariable('b_trivial_edit') = 'accept' THEN 'accept' END
             ELSE 'edit'
         END AS decision
-    FROM edits
+    FROM judged
 ),
 ranked AS (
     SELECT interaction_id,
@@ -51,14 +59,14 @@ ranked AS (
                struct_pack(ts, prio := CASE decision WHEN 'edit' THEN 3 WHEN 'reject' THEN 2 ELSE 1 END, event_id))
             FILTER (WHERE decision IS NOT NULL) AS latest,
         max_by(edited_text, struct_pack(ts, event_id)) FILTER (WHERE decision = 'edit') AS last_edit,
-        bool_or(kind = 'edit' AND decision = 'accept') AS had_trivial_edit
+        bool_or(trivial) AS had_trivial_edit
     FROM decided
     GROUP BY interaction_id
 )
 SELECT interaction_id, outcome,
     CASE WHEN outcome = 'edit' THEN 'edit' ELSE latest.kind END AS origin,
     CASE WHEN outcome = 'edit' THEN last_edit END AS edited_text,
-    had_trivial_edit AND outcome <> 'edit' AS trivial_edit
+    coalesce(had_trivial_edit, false) AND outcome <> 'edit' AS trivial_edit
 FROM (
     SELECT *,
         CASE WHEN latest.decision = 'accept' AND last_edit IS NOT NULL AND getvariable('b_accept_keeps_edit')
