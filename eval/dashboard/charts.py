@@ -1,0 +1,195 @@
+"""Plotly figures for the dashboard, each returned as an HTML fragment.
+
+Fragments reference the global `Plotly` loaded once per page from the vendored
+`assets/plotly.min.js` (no CDN), so pages work from file:// and when served.
+Colors are fixed per meaning (a reject is red on every chart).
+"""
+
+from __future__ import annotations
+
+from collections import defaultdict
+
+import plotly.graph_objects as go
+import plotly.io as pio
+
+KIND_COLORS = {"accept": "#2e7d32", "edit": "#1565c0", "reject": "#c62828",
+               "rate": "#f9a825", "choose": "#6a1b9a"}
+KIND_LABELS = {"accept": "Accepted as is", "edit": "Edited by the user", "reject": "Rejected",
+               "rate": "Rated", "choose": "Chose one of two"}
+DECISION_COLORS = {"promote": "#1a7f37", "reject": "#cf222e", "inconclusive": "#9a6700"}
+DECISION_SYMBOLS = {"promote": "triangle-up", "reject": "x", "inconclusive": "circle"}
+BASELINE_COLOR = "#6e7781"
+CANDIDATE_COLOR = "#0969da"
+CONFIG = {"displaylogo": False, "responsive": True,
+          "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
+
+
+def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
+    kw.setdefault("margin", dict(l=60, r=20, t=30, b=50))
+    fig.update_layout(height=height, template="plotly_white",
+                      font=dict(family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif",
+                                size=13),
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), **kw)
+    return fig
+
+
+def html(fig: go.Figure, div_id: str) -> str:
+    """The figure as a <div> plus the script that draws it (Plotly loaded by the page)."""
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=CONFIG,
+                       default_width="100%", default_height=f"{fig.layout.height}px")
+
+
+def signal_per_day(rows: list[dict]) -> go.Figure:
+    """Stacked bars: feedback events per day, one color per kind."""
+    by_kind: dict[str, dict] = defaultdict(dict)
+    for r in rows:
+        by_kind[r["kind"]][r["day"]] = r["events"]
+    fig = go.Figure()
+    for kind in [k for k in KIND_COLORS if k in by_kind] + sorted(set(by_kind) - set(KIND_COLORS)):
+        days = sorted(by_kind[kind])
+        fig.add_bar(x=days, y=[by_kind[kind][d] for d in days], name=KIND_LABELS.get(kind, kind),
+                    marker_color=KIND_COLORS.get(kind),
+                    hovertemplate="%{x|%a %d %b}: %{y} " + kind + " events<extra></extra>")
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title_text="Day (UTC)", tickformat="%d %b", dtick=86400000.0)
+    fig.update_yaxes(title_text="Feedback events")
+    return _layout(fig, 340)
+
+
+def rates_per_app(rows: list[dict]) -> go.Figure:
+    """100% horizontal bars: of the outputs users judged, the share accepted / edited / rejected."""
+    apps = [r["app"] for r in rows if r["judged"]]
+    fig = go.Figure()
+    for kind, col in (("accept", "accepted"), ("edit", "edited"), ("reject", "rejected")):
+        shares = [r[col] / r["judged"] for r in rows if r["judged"]]
+        counts = [r[col] for r in rows if r["judged"]]
+        fig.add_bar(y=apps, x=shares, orientation="h", name=KIND_LABELS[kind],
+                    marker_color=KIND_COLORS[kind], customdata=counts,
+                    text=[f"{s:.0%}" for s in shares], textposition="inside",
+                    insidetextanchor="middle",
+                    hovertemplate="%{y}: %{x:.0%} (%{customdata} outputs)<extra>" + KIND_LABELS[kind] + "</extra>")
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(tickformat=".0%", range=[0, 1], title_text="Share of judged outputs")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, 110 + 55 * max(1, len(apps)))
+
+
+def evals_over_time(evals: list[dict], metric: str, label: str) -> go.Figure:
+    """Baseline and candidate on the primary metric per eval, the candidate's confidence
+    band (baseline + interval of the difference), and one marker per decision."""
+    pts = sorted((e for e in evals if e.get("primary") is not None), key=lambda e: e["created_at"])
+    x = [e["created_at"] for e in pts]
+    base = [e["primary"]["baseline"] for e in pts]
+    lo = [e["primary"]["baseline"] + e["primary"]["ci_low"] for e in pts]
+    hi = [e["primary"]["baseline"] + e["primary"]["ci_high"] for e in pts]
+    fig = go.Figure()
+    fig.add_scatter(x=x, y=hi, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip")
+    fig.add_scatter(x=x, y=lo, mode="lines", line=dict(width=0), fill="tonexty",
+                    fillcolor="rgba(9,105,218,0.15)", name="Candidate, 95% confidence band",
+                    hoverinfo="skip")
+    fig.add_scatter(x=x, y=base, mode="lines+markers", name="Baseline (model to beat)",
+                    line=dict(color=BASELINE_COLOR, dash="dash"), marker=dict(size=7),
+                    hovertemplate="baseline %{y:.3f}<extra></extra>")
+    fig.add_scatter(x=x, y=[e["primary"]["candidate"] for e in pts], mode="lines",
+                    line=dict(color=CANDIDATE_COLOR), name="Candidate (new model)", hoverinfo="skip")
+    for decision, color in DECISION_COLORS.items():
+        sel = [e for e in pts if e["decision"] == decision]
+        if not sel:
+            continue
+        fig.add_scatter(
+            x=[e["created_at"] for e in sel], y=[e["primary"]["candidate"] for e in sel],
+            mode="markers", name=f"Decision: {decision}",
+            marker=dict(color=color, size=14, symbol=DECISION_SYMBOLS[decision],
+                        line=dict(color="white", width=1)),
+            customdata=[[e["run_id"], e["eval_id"]] for e in sel],
+            hovertemplate="candidate %{y:.3f}<br>run %{customdata[0]}<br>eval %{customdata[1]}"
+                          f"<extra>{decision}</extra>")
+    fig.update_yaxes(title_text=label)
+    fig.update_xaxes(title_text="Evaluated at")
+    return _layout(fig, 380)
+
+
+def metric_diffs(metrics: list[dict], labels: dict[str, str], margin: float | None) -> go.Figure:
+    """Each metric's difference (candidate - baseline) with its interval; right of 0 is better."""
+    ms = [m for m in metrics if m["diff"] is not None]
+    names = [labels.get(m["metric"], m["metric"]) for m in ms]
+    colors = ["#1a7f37" if (m["ci_low"] or 0) > 0 else "#cf222e" if (m["ci_high"] or 0) < 0
+              else "#9a6700" for m in ms]
+    fig = go.Figure()
+    fig.add_scatter(
+        x=[m["diff"] for m in ms], y=names, mode="markers",
+        marker=dict(size=13, color=colors),
+        error_x=dict(type="data", symmetric=False, thickness=2, width=8,
+                     array=[(m["ci_high"] - m["diff"]) if m["ci_high"] is not None else 0 for m in ms],
+                     arrayminus=[(m["diff"] - m["ci_low"]) if m["ci_low"] is not None else 0 for m in ms]),
+        customdata=[[m["ci_low"], m["ci_high"], m["n"]] for m in ms],
+        hovertemplate="%{y}: %{x:+.3f} [%{customdata[0]:+.3f}, %{customdata[1]:+.3f}], n=%{customdata[2]}"
+                      "<extra></extra>", showlegend=False)
+    fig.add_vline(x=0, line=dict(color="#57606a", width=1))
+    if margin:
+        fig.add_vline(x=margin, line=dict(color="#1a7f37", dash="dot"),
+                      annotation_text="required margin", annotation_position="top")
+    fig.update_xaxes(title_text="Candidate minus baseline (right of 0 = candidate better)",
+                     zeroline=False)
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, 120 + 50 * max(1, len(ms)), margin=dict(l=220, r=30, t=30, b=50))
+
+
+def win_tie_loss(counts: dict[str, int]) -> go.Figure:
+    """One stacked bar: how often the candidate's answer won, tied or lost."""
+    total = sum(counts.values()) or 1
+    fig = go.Figure()
+    for key, label, color in (("win", "Candidate better", "#1a7f37"), ("tie", "Tie", "#8c959f"),
+                              ("loss", "Baseline better", "#cf222e")):
+        v = counts.get(key, 0)
+        fig.add_bar(y=["Judged answers"], x=[v], name=label, orientation="h", marker_color=color,
+                    text=[f"{label}: {v} ({v / total:.0%})"], textposition="inside",
+                    insidetextanchor="middle", hovertemplate=f"{label}: {v}<extra></extra>")
+    fig.update_layout(barmode="stack")
+    fig.update_xaxes(title_text="Examples")
+    fig.update_yaxes(showticklabels=False)
+    return _layout(fig, 170, margin=dict(l=20, r=20, t=30, b=50))
+
+
+def slices(rows: list[dict], label: str) -> go.Figure:
+    """Baseline vs candidate per app/task slice, with n in the labels."""
+    names = [f"{r['slice']} (n={r['n']})" for r in rows]
+    fig = go.Figure()
+    fig.add_bar(y=names, x=[r["baseline"] for r in rows], orientation="h", name="Baseline",
+                marker_color=BASELINE_COLOR, hovertemplate="%{y}: %{x:.3f}<extra>baseline</extra>")
+    fig.add_bar(y=names, x=[r["candidate"] for r in rows], orientation="h", name="Candidate",
+                marker_color=CANDIDATE_COLOR, hovertemplate="%{y}: %{x:.3f}<extra>candidate</extra>")
+    fig.update_layout(barmode="group")
+    fig.update_xaxes(title_text=label)
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, 120 + 60 * max(1, len(rows)), margin=dict(l=220, r=30, t=30, b=50))
+
+
+def composition(counts: dict) -> go.Figure:
+    """Snapshot rows per dataset kind, train and eval stacked."""
+    kinds = list(counts)
+    fig = go.Figure()
+    for split, color in (("train", "#0969da"), ("eval", "#bf8700")):
+        fig.add_bar(x=[KIND_NAMES.get(k, k) for k in kinds],
+                    y=[int((counts[k] or {}).get(split, 0)) for k in kinds],
+                    name=f"{split} rows", marker_color=color, texttemplate="%{y}",
+                    textposition="inside", hovertemplate="%{x}: %{y} " + split + " rows<extra></extra>")
+    fig.update_layout(barmode="stack")
+    fig.update_yaxes(title_text="Examples")
+    return _layout(fig, 300)
+
+
+def exclusions(reasons: dict) -> go.Figure:
+    """Interactions left out of the snapshot, by reason."""
+    items = sorted(reasons.items(), key=lambda kv: -kv[1])
+    fig = go.Figure()
+    fig.add_bar(y=[k.replace("_", " ") for k, _ in items], x=[v for _, v in items], orientation="h",
+                marker_color="#8c959f", texttemplate="%{x}", textposition="outside",
+                hovertemplate="%{y}: %{x}<extra></extra>", showlegend=False)
+    fig.update_xaxes(title_text="Interactions left out")
+    fig.update_yaxes(autorange="reversed")
+    return _layout(fig, 110 + 40 * max(1, len(items)), margin=dict(l=220, r=40, t=30, b=50))
+
+
+KIND_NAMES = {"sft": "Demonstrations (SFT)", "pref": "Preference pairs (DPO)",
+              "kto": "Good/bad labels (KTO)"}

@@ -1,0 +1,98 @@
+"""Read a snapshot's eval splits (contract 1: manifest.json + Parquet per kind).
+
+Only the eval split is read here; train sees the same files through its own loader.
+Rows are validated so a malformed record fails with its file, row and field.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from dataclasses import dataclass
+from pathlib import Path
+
+from eval import EvalError
+
+KINDS = ("sft", "pref", "kto")
+EXTRAS = ("interaction_id", "app", "task", "user_id", "origin")
+
+
+@dataclass
+class Snapshot:
+    version: str
+    path: Path
+    manifest: dict
+
+
+def open_snapshot(path: str | Path) -> Snapshot:
+    """The snapshot at `path` (a `{snapshot_root}/{version}` directory)."""
+    path = Path(path)
+    manifest_file = path / "manifest.json"
+    if not manifest_file.is_file():
+        raise EvalError(f"snapshot {path}: no manifest.json (is it a snapshot directory?)")
+    try:
+        manifest = json.loads(manifest_file.read_text())
+    except json.JSONDecodeError as e:
+        raise EvalError(f"{manifest_file}: invalid JSON ({e})") from e
+    return Snapshot(version=str(manifest.get("version", path.name)), path=path, manifest=manifest)
+
+
+def _messages(value, file: Path, row: int, field: str, *, n: int | None = None) -> list[dict]:
+    if not isinstance(value, list) or not value:
+        raise EvalError(f"{file} row {row} field {field!r}: expected a non-empty list of messages")
+    out = []
+    for m in value:
+        if not isinstance(m, dict) or not isinstance(m.get("role"), str) or not isinstance(m.get("content"), str):
+            raise EvalError(f"{file} row {row} field {field!r}: each message needs string role and content")
+        out.append({"role": m["role"], "content": m["content"]})
+    if n is not None and len(out) != n:
+        raise EvalError(f"{file} row {row} field {field!r}: expected {n} message(s), got {len(out)}")
+    return out
+
+
+def read_split(snapshot: Snapshot, kind: str, split: str = "eval",
+               max_examples: int | None = None) -> list[dict]:
+    """Rows of `{kind}/{split}.parquet` as dicts, validated per contract 1.
+
+    sft rows become {"prompt": msgs, "completion": [assistant msg], ...extras};
+    pref rows keep prompt/chosen/rejected; kto rows keep prompt/completion/label.
+    """
+    import pyarrow.parquet as pq
+
+    if kind not in KINDS:
+        raise ValueError(f"unknown split kind {kind!r}; expected one of {KINDS}")
+    file = snapshot.path / kind / f"{split}.parquet"
+    if not file.is_file():
+        raise EvalError(f"snapshot {snapshot.version}: {file} is missing")
+    rows = pq.read_table(file).to_pylist()
+    if max_examples is not None:
+        rows = rows[: int(max_examples)]
+    out = []
+    for i, r in enumerate(rows):
+        extras = {k: r.get(k) for k in EXTRAS}
+        if extras["interaction_id"] is None:
+            extras["interaction_id"] = f"{kind}-{i}"
+        if kind == "sft":
+            msgs = _messages(r.get("messages"), file, i, "messages")
+            if msgs[-1]["role"] != "assistant":
+                raise EvalError(f"{file} row {i} field 'messages': must end with the assistant turn")
+            out.append({"prompt": msgs[:-1], "completion": msgs[-1:], **extras})
+        elif kind == "pref":
+            out.append({"prompt": _messages(r.get("prompt"), file, i, "prompt"),
+                        "chosen": _messages(r.get("chosen"), file, i, "chosen", n=1),
+                        "rejected": _messages(r.get("rejected"), file, i, "rejected", n=1), **extras})
+        else:
+            label = r.get("label")
+            if not isinstance(label, bool):
+                raise EvalError(f"{file} row {i} field 'label': expected a bool, got {label!r}")
+            out.append({"prompt": _messages(r.get("prompt"), file, i, "prompt"),
+                        "completion": _messages(r.get("completion"), file, i, "completion", n=1),
+                        "label": label, **extras})
+    return out
+
+
+def check_finite(values, what: str, ids: list[str]) -> None:
+    """Raise naming the first example whose score is NaN or infinite."""
+    for v, i in zip(values, ids, strict=True):
+        if not math.isfinite(float(v)):
+            raise EvalError(f"{what}: score is {v} for example {i!r} (NaN/inf scores cannot be gated)")

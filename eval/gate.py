@@ -1,0 +1,86 @@
+"""The promotion gate: promote only on a confident win that regresses no guard.
+
+conf/gate/*.yaml:
+    primary: preference_accuracy   # metric whose difference must clear the margin
+    margin: 0.0                    # the lower confidence bound of (candidate - baseline) must exceed it
+    min_eval_size: 20              # fewer examples than this on any gated metric: inconclusive
+    guards: {sft_loglik: 0.25}     # metric: largest allowed regression (non-inferiority)
+
+Per gated metric (all metrics are higher-is-better):
+    primary  ci_low > margin -> pass;   ci_high < margin -> fail (confidently short);   else unsure
+    guard    ci_low >= -max  -> pass;   ci_high < -max   -> fail (confidently regressed); else unsure
+Any fail -> reject; else any unsure, missing metric, NaN or small n -> inconclusive; else promote.
+"""
+
+from __future__ import annotations
+
+import math
+
+
+def _fmt(x: float) -> str:
+    return f"{x:+.4f}" if math.isfinite(x) else "nan"
+
+
+def _usable(m, name: str, min_n: int, reasons: list[str]) -> bool:
+    if m is None:
+        reasons.append(f"{name}: not computed (its eval split is empty or the metric is disabled)")
+        return False
+    if m.n < min_n:
+        reasons.append(f"{name}: n={m.n} is below min_eval_size={min_n}")
+        return False
+    if not all(math.isfinite(x) for x in (m.diff, m.ci_low, m.ci_high)):
+        reasons.append(f"{name}: difference or interval is NaN")
+        return False
+    return True
+
+
+def decide(metrics: dict, gate, error: str | None = None) -> dict:
+    """{"decision": promote|reject|inconclusive, "reasons": [...], "checks": {metric: verdict}}."""
+    gate = dict(gate or {})
+    primary = gate.get("primary")
+    margin = float(gate.get("margin", 0.0))
+    min_n = int(gate.get("min_eval_size", 1))
+    guards = dict(gate.get("guards") or {})
+    if error:
+        return {"decision": "inconclusive", "reasons": [f"evaluation failed: {error}"], "checks": {},
+                "error": error}
+    if not primary:
+        return {"decision": "inconclusive", "reasons": ["gate.primary is not set"], "checks": {}}
+
+    reasons: list[str] = []
+    checks: dict[str, str] = {}
+    m = metrics.get(primary)
+    if _usable(m, primary, min_n, reasons):
+        ci = f"diff {_fmt(m.diff)}, CI [{_fmt(m.ci_low)}, {_fmt(m.ci_high)}], n={m.n}, MDE {m.mde:.4f}"
+        if m.ci_low > margin:
+            checks[primary] = "pass"
+            reasons.append(f"{primary}: lower bound clears margin {margin:+.4f} ({ci})")
+        elif m.ci_high < margin:
+            checks[primary] = "fail"
+            reasons.append(f"{primary}: upper bound is below margin {margin:+.4f} ({ci})")
+        else:
+            checks[primary] = "unsure"
+            reasons.append(f"{primary}: interval includes margin {margin:+.4f} ({ci})")
+    else:
+        checks[primary] = "unsure"
+
+    for name, allowed in guards.items():
+        g = metrics.get(name)
+        allowed = float(allowed)
+        if not _usable(g, name, min_n, reasons):
+            checks[name] = "unsure"
+            continue
+        ci = f"diff {_fmt(g.diff)}, CI [{_fmt(g.ci_low)}, {_fmt(g.ci_high)}], n={g.n}"
+        if g.ci_low >= -allowed:
+            checks[name] = "pass"
+            reasons.append(f"guard {name}: no regression beyond {allowed:.4f} ({ci})")
+        elif g.ci_high < -allowed:
+            checks[name] = "fail"
+            reasons.append(f"guard {name}: regressed by more than {allowed:.4f} ({ci})")
+        else:
+            checks[name] = "unsure"
+            reasons.append(f"guard {name}: cannot rule out a regression beyond {allowed:.4f} ({ci})")
+
+    verdicts = set(checks.values())
+    decision = "reject" if "fail" in verdicts else "inconclusive" if "unsure" in verdicts else "promote"
+    return {"decision": decision, "reasons": reasons, "checks": checks}

@@ -1,0 +1,337 @@
+"""Evaluate a candidate run against the baseline on held-out signal, gate, record.
+
+    from eval.harness import evaluate
+    result = evaluate(cfg, "runs/dpo_lora_tiny/20260101-120000")   # cfg: composed root config
+    result["decision"]   # promote | reject | inconclusive
+
+Order: read the run and its snapshot's eval splits; for the baseline, then the
+candidate (one model in memory at a time, same tokenizer template, batch size and
+decoding): score preference pairs, SFT completions and KTO completions, generate
+answers; judge the answers pairwise; compute paired metrics with bootstrap
+intervals; apply the gate; write per-example Parquet under
+`{run_dir}/eval/{eval_id}/`; record runs, eval_results and decisions in the store;
+move `production` when the gate promotes and `gate.auto_promote` is on.
+
+Bad input (missing run, empty split a gated metric needs, NaN score, a model that
+cannot load) raises EvalError after recording an `inconclusive` decision.
+"""
+
+from __future__ import annotations
+
+import gc
+import json
+import uuid
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+
+from eval import EvalError
+from eval.data import check_finite, open_snapshot, read_split
+from eval.gate import decide
+from eval.metrics import Bootstrap, against_constant, kto_auc, paired_mean
+from eval.runs import Run, load_model, load_run_model, read_run
+
+# Which snapshot split each metric reads; the gate needs the split of every gated metric.
+METRIC_SPLIT = {
+    "preference_accuracy": "pref", "preference_accuracy_norm": "pref",
+    "preference_margin": "pref", "preference_margin_norm": "pref",
+    "sft_loglik": "sft", "kto_auc": "kto", "winrate": "gen", "judge_score": "gen",
+}
+GROUP_SPLIT = {"preference": "pref", "likelihood": "sft", "kto": "kto", "winrate": "gen"}
+
+
+def _plain(node) -> dict:
+    """A config node (OmegaConf or dict) as a plain, resolved dict."""
+    if node is None:
+        return {}
+    try:
+        from omegaconf import OmegaConf
+
+        if OmegaConf.is_config(node):
+            return OmegaConf.to_container(node, resolve=True)
+    except ImportError:  # pragma: no cover
+        pass
+    return dict(node)
+
+
+@contextmanager
+def _store(path):
+    from signals.store import connect
+
+    con = connect(path)
+    try:
+        yield con
+    finally:
+        con.close()
+
+
+def evaluate(cfg, run_dir: str | Path) -> dict:
+    """Contract 2: score `run_dir` against the baseline, gate it, record it; the decision dict."""
+    ecfg, gcfg = _plain(cfg.get("eval")), _plain(cfg.get("gate"))
+    reg = ecfg.get("registry") or {}
+    record = bool(reg.get("record", True))
+    store = cfg.get("store")
+    run = read_run(run_dir)
+    eval_id = f"{run.run_id}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    if record:
+        from eval.registry import register_run
+
+        with _store(store) as con:
+            register_run(con, run)
+    try:
+        result = _evaluate(cfg, ecfg, gcfg, run, eval_id, store)
+    except EvalError as e:
+        decision = decide({}, gcfg, error=str(e))
+        if record:
+            from eval.registry import record_evaluation
+
+            with _store(store) as con:
+                record_evaluation(con, eval_id=eval_id, run_id=run.run_id, metrics=[], decision=decision,
+                                  gate_config=gcfg, eval_config=ecfg, baseline=str(ecfg.get("baseline")),
+                                  snapshot_version=run.snapshot_version, examples_dir=None)
+        raise
+    metrics = result.pop("_metrics")
+    if record:
+        from eval.registry import promote, record_evaluation
+
+        with _store(store) as con:
+            record_evaluation(con, eval_id=eval_id, run_id=run.run_id, metrics=metrics, decision=result,
+                              gate_config=gcfg, eval_config=ecfg, baseline=result["baseline"],
+                              snapshot_version=result["snapshot_version"],
+                              examples_dir=result["examples_dir"])
+            if result["decision"] == "promote" and gcfg.get("auto_promote", False):
+                try:
+                    promote(con, run.run_id, pointer_dir=reg.get("pointer_dir"), eval_id=eval_id)
+                    result["promoted"] = True
+                except EvalError as e:          # e.g. tainted snapshot: decision stands, alias stays
+                    result["reasons"].append(f"not promoted: {e}")
+    if reg.get("mlflow"):
+        from eval.tracking import log_to_mlflow
+
+        log_to_mlflow(run, result, metrics)
+    (Path(result["examples_dir"]) / "decision.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
+    return result
+
+
+def _snapshot_path(cfg, ecfg, run: Run) -> Path:
+    if ecfg.get("snapshot"):
+        return Path(ecfg["snapshot"])
+    if run.snapshot_path:
+        return Path(run.snapshot_path)
+    if run.snapshot_version:
+        return Path(cfg.get("snapshot_root", "data/snapshots")) / run.snapshot_version
+    raise EvalError(f"{run.run_dir}/manifest.json: no snapshot_path or snapshot_version, and eval.snapshot is not set")
+
+
+def _gated_splits(gcfg) -> dict[str, str]:
+    """{split: metric} for every metric the gate reads."""
+    out = {}
+    for name in [gcfg.get("primary"), *(gcfg.get("guards") or {})]:
+        if name:
+            if name not in METRIC_SPLIT:
+                raise EvalError(f"gate: unknown metric {name!r}; known: {', '.join(METRIC_SPLIT)}")
+            out.setdefault(METRIC_SPLIT[name], name)
+    return out
+
+
+def _load_splits(snapshot, ecfg, gcfg) -> tuple[dict, list[str]]:
+    groups = list(ecfg.get("metrics") or GROUP_SPLIT)
+    unknown = [g for g in groups if g not in GROUP_SPLIT]
+    if unknown:
+        raise EvalError(f"eval.metrics: unknown {unknown}; choose from {list(GROUP_SPLIT)}")
+    gated = _gated_splits(gcfg)
+    for split, metric in gated.items():
+        group = next(g for g, s in GROUP_SPLIT.items() if s == split)
+        if group not in groups:
+            raise EvalError(f"gate metric {metric!r} needs eval.metrics to include {group!r}")
+    cap = ecfg.get("max_examples")
+    gen = ecfg.get("generation") or {}
+    splits, notes = {}, []
+    for group in groups:
+        split = GROUP_SPLIT[group]
+        if split == "gen":
+            src = gen.get("split", "sft")
+            rows = read_split(snapshot, src, "eval", gen.get("max_prompts", 64))
+            rows = [r for r in rows if r["prompt"]]
+            file = snapshot.path / src / "eval.parquet"
+        else:
+            rows = read_split(snapshot, split, "eval", cap)
+            file = snapshot.path / split / "eval.parquet"
+        if not rows:
+            if split in gated:
+                raise EvalError(f"empty eval split {file} (snapshot {snapshot.version}): "
+                                f"gate metric {gated[split]!r} cannot be computed")
+            notes.append(f"{group}: skipped, {file} has no rows")
+            continue
+        splits[split] = rows
+    if not splits:
+        raise EvalError(f"snapshot {snapshot.version} at {snapshot.path}: every eval split is empty")
+    return splits, notes
+
+
+def _score_side(model, tok, splits, ecfg, side: str) -> dict:
+    """Per-example scores and answers for one model (the same settings for both sides)."""
+    from eval.scoring import encode, generate, score_encoded
+
+    bs, ml = int(ecfg.get("batch_size", 16)), ecfg.get("max_length")
+    out = {}
+    if "pref" in splits:
+        rows = splits["pref"]
+        enc = encode(tok, [r["prompt"] for r in rows] * 2,
+                     [r["chosen"] for r in rows] + [r["rejected"] for r in rows], ml)
+        lp, nt = score_encoded(model, enc, tok.pad_token_id, batch_size=bs, desc=f"{side}: pref")
+        n = len(rows)
+        out["pref"] = {"lp_c": lp[:n], "lp_r": lp[n:], "nt_c": nt[:n], "nt_r": nt[n:]}
+    for split in ("sft", "kto"):
+        if split in splits:
+            rows = splits[split]
+            enc = encode(tok, [r["prompt"] for r in rows], [r["completion"] for r in rows], ml)
+            lp, nt = score_encoded(model, enc, tok.pad_token_id, batch_size=bs, desc=f"{side}: {split}")
+            out[split] = {"lp": lp, "nt": nt}
+    for split, d in out.items():
+        ids = [r["interaction_id"] for r in splits[split]]
+        for key, arr in d.items():
+            if key.startswith("lp"):
+                check_finite(arr, f"{side} model, {split} eval split ({key})", ids)
+    if "gen" in splits:
+        g = dict(ecfg.get("generation") or {})
+        out["gen"] = generate(model, tok, [r["prompt"] for r in splits["gen"]],
+                              max_new_tokens=g.get("max_new_tokens", 64), do_sample=g.get("do_sample", False),
+                              temperature=g.get("temperature", 1.0), top_p=g.get("top_p", 1.0),
+                              seed=g.get("seed", 0), batch_size=int(g.get("batch_size", bs)),
+                              max_length=ml, desc=f"{side}: generate")
+    return out
+
+
+def _resolve_baseline(cfg, ecfg, run: Run, store):
+    """(label, loader): eval.baseline, 'production' (the current alias), or the run's base model."""
+    spec = ecfg.get("baseline")
+    if spec == "production":
+        from eval.registry import alias_target
+
+        with _store(store) as con:
+            target = alias_target(con)
+            row = con.execute("SELECT run_dir FROM runs WHERE run_id = ?", [target]).fetchone() if target else None
+        if not row:
+            raise EvalError("eval.baseline=production, but no run is in production yet")
+        prod = read_run(row[0])
+        return f"production:{prod.run_id}", lambda tmpl: load_run_model(prod, cfg.get("model"))
+    name = spec or run.base_model or (cfg.get("model") or {}).get("name_or_path")
+    if not name:
+        raise EvalError("no baseline: set eval.baseline (or baseline=MODEL) or base_model in the run manifest")
+    return str(name), lambda tmpl: load_model(str(name), cfg.get("model"), what="baseline",
+                                              chat_template=tmpl)
+
+
+def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
+    snapshot = open_snapshot(_snapshot_path(cfg, ecfg, run))
+    splits, notes = _load_splits(snapshot, ecfg, gcfg)
+    boot = Bootstrap.from_cfg(ecfg.get("bootstrap"))
+    label, load_baseline = _resolve_baseline(cfg, ecfg, run, store)
+
+    judge = None
+    if "gen" in splits:                           # fail on a bad judge before spending compute
+        from eval.judges import build_judge
+
+        judge = build_judge(ecfg.get("judge"), store)
+    try:
+        cand_model, cand_tok = load_run_model(run, cfg.get("model"))
+        template = cand_tok.chat_template
+        cand = _score_side(cand_model, cand_tok, splits, ecfg, "candidate")
+        del cand_model
+        gc.collect()
+        base_model, base_tok = load_baseline(template)
+        base = _score_side(base_model, base_tok, splits, ecfg, "baseline")
+        del base_model
+        gc.collect()
+        outcomes = judge.compare(splits["gen"], cand["gen"], base["gen"]) if judge else None
+    finally:
+        if judge is not None:
+            judge.close()
+
+    metrics, tables = _metrics(splits, base, cand, outcomes, boot, ecfg)
+    by_name = {m.name: m for m in metrics}
+    decision = decide(by_name, gcfg)
+    examples_dir = Path(run.run_dir) / "eval" / eval_id
+    _write_examples(examples_dir, tables, eval_id, run.run_id)
+    return {**decision, "eval_id": eval_id, "run_id": run.run_id, "baseline": label,
+            "snapshot_version": snapshot.version, "notes": notes, "promoted": False,
+            "metrics": {m.name: m.as_dict() for m in metrics}, "examples_dir": str(examples_dir),
+            "_metrics": metrics}
+
+
+def _metrics(splits, base, cand, outcomes, boot, ecfg):
+    """Metric rows and per-example tables (one per split) from both sides' scores."""
+    metrics, tables = [], {}
+
+    def extras(rows):
+        return {k: [r.get(k) for r in rows] for k in ("interaction_id", "app", "task", "origin")}
+
+    if "pref" in splits:
+        rows, b, c = splits["pref"], base["pref"], cand["pref"]
+        bm, cm = b["lp_c"] - b["lp_r"], c["lp_c"] - c["lp_r"]
+        bn = b["lp_c"] / b["nt_c"] - b["lp_r"] / b["nt_r"]
+        cn = c["lp_c"] / c["nt_c"] - c["lp_r"] / c["nt_r"]
+
+        def acc(m):
+            return np.where(m > 0, 1.0, np.where(m < 0, 0.0, 0.5))
+
+        metrics += [paired_mean("preference_accuracy", acc(bm), acc(cm), boot),
+                    paired_mean("preference_accuracy_norm", acc(bn), acc(cn), boot),
+                    paired_mean("preference_margin", bm, cm, boot, unit="nats (sum)"),
+                    paired_mean("preference_margin_norm", bn, cn, boot, unit="nats per token")]
+        tables["pref"] = {**extras(rows), "chosen_tokens": b["nt_c"], "rejected_tokens": b["nt_r"],
+                          "base_logp_chosen": b["lp_c"], "base_logp_rejected": b["lp_r"],
+                          "cand_logp_chosen": c["lp_c"], "cand_logp_rejected": c["lp_r"],
+                          "base_margin": bm, "cand_margin": cm, "base_margin_norm": bn,
+                          "cand_margin_norm": cn}
+    if "sft" in splits:
+        rows, b, c = splits["sft"], base["sft"], cand["sft"]
+        bl, cl = b["lp"] / b["nt"], c["lp"] / c["nt"]
+        by_origin = {}
+        for o in sorted({str(r.get("origin")) for r in rows}):
+            mask = np.array([str(r.get("origin")) == o for r in rows])
+            by_origin[o] = {"n": int(mask.sum()), "baseline": float(bl[mask].mean()),
+                            "candidate": float(cl[mask].mean())}
+        metrics.append(paired_mean("sft_loglik", bl, cl, boot, unit="nats per token", by_origin=by_origin))
+        tables["sft"] = {**extras(rows), "tokens": b["nt"], "base_loglik": bl, "cand_loglik": cl}
+    if "kto" in splits:
+        rows, b, c = splits["kto"], base["kto"], cand["kto"]
+        labels = np.array([r["label"] for r in rows])
+        bl, cl = b["lp"] / b["nt"], c["lp"] / c["nt"]
+        metrics.append(kto_auc(bl, cl, labels, boot))
+        tables["kto"] = {**extras(rows), "label": labels, "tokens": b["nt"], "base_loglik": bl,
+                         "cand_loglik": cl}
+    if outcomes is not None:
+        rows = splits["gen"]
+        judge = (ecfg.get("judge") or {}).get("name", "rules")
+        out = np.array([o["outcome"] for o in outcomes], dtype=np.float64)
+        metrics.append(against_constant("winrate", out, 0.5, boot, judge=judge,
+                                        wins=int((out == 1).sum()), ties=int((out == 0.5).sum()),
+                                        losses=int((out == 0).sum())))
+        if all(o["cand_score"] is not None for o in outcomes):
+            metrics.append(paired_mean("judge_score", [o["base_score"] for o in outcomes],
+                                       [o["cand_score"] for o in outcomes], boot, judge=judge))
+        tables["winrate"] = {**extras(rows),
+                             "prompt": [json.dumps(r["prompt"]) for r in rows],
+                             "base_answer": base["gen"], "cand_answer": cand["gen"], "outcome": out,
+                             "base_score": [o["base_score"] for o in outcomes],
+                             "cand_score": [o["cand_score"] for o in outcomes],
+                             "judge_details": [o["details"] for o in outcomes]}
+    return metrics, tables
+
+
+def _write_examples(out: Path, tables: dict, eval_id: str, run_id: str) -> None:
+    """{out}/{split}.parquet, one row per example, plus eval_id/run_id columns for joins."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    out.mkdir(parents=True, exist_ok=True)
+    for split, cols in tables.items():
+        n = len(next(iter(cols.values())))
+        data = {"eval_id": [eval_id] * n, "run_id": [run_id] * n, "example": list(range(n))}
+        for k, v in cols.items():
+            data[k] = v.tolist() if isinstance(v, np.ndarray) else list(v)
+        pq.write_table(pa.table(data), out / f"{split}.parquet")
