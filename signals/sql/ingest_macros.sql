@@ -24,9 +24,10 @@ CREATE OR REPLACE TEMP MACRO prompt_msgs(x) AS CASE
         THEN (x ->> '$')::JSON
     WHEN json_type(x) = 'VARCHAR' THEN json_array(json_object('role', 'user', 'content', x ->> '$'))
 END;
-CREATE OR REPLACE TEMP MACRO msgs_ok(m) AS json_type(m) = 'ARRAY' AND json_array_length(m) > 0
+CREATE OR REPLACE TEMP MACRO msgs_ok(m) AS coalesce(json_type(m) = 'ARRAY' AND json_array_length(m) > 0
     AND list_bool_and(list_transform(json_extract(m, '$[*]'),
-        lambda e: json_type(e) = 'OBJECT' AND json_type(e, '$.role') = 'VARCHAR' AND json_type(e, '$.content') = 'VARCHAR'));
+        lambda e: coalesce(json_type(e) = 'OBJECT' AND json_type(e, '$.role') = 'VARCHAR'
+                           AND json_type(e, '$.content') = 'VARCHAR', false))), false);
 -- an object, or a string holding one (CSV)
 CREATE OR REPLACE TEMP MACRO meta_json(x) AS CASE
     WHEN json_type(x) = 'OBJECT' THEN x
