@@ -165,6 +165,7 @@ def _bind(con: duckdb.DuckDBPyConnection, r: dict) -> None:
         as_of = as_of.replace(tzinfo=UTC)
     retention_cutoff = as_of - timedelta(days=retention_days) if retention_days is not None else None
     variables: list[tuple[str, str, Any]] = [
+        ("b_sources", "VARCHAR[]", f["sources"]),
         ("b_apps", "VARCHAR[]", f["apps"]),
         ("b_tasks", "VARCHAR[]", f["tasks"]),
         ("b_models", "VARCHAR[]", f["models"]),

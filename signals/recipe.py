@@ -23,7 +23,8 @@ from typing import Any
 DEFAULTS: dict[str, Any] = {
     "name": "recipe",
     "filters": {
-        "apps": [],                  # keep only these apps ([] = all)
+        "sources": [],               # keep only interactions ingested with these source mappings ([] = all)
+        "apps": [],                  # keep only these apps
         "tasks": [],                 # keep only these tasks
         "models": [],                # keep only outputs of these model_ids
         "users": [],                 # keep only these users

@@ -10,8 +10,9 @@ WITH forgotten AS (          -- users whose tombstone (sha256 of user_id) is in 
 parsed AS (
     SELECT
         i.interaction_id, i.ts, i.user_id, i.session_id, i.app, i.task, i.model_id, i.completion,
-        try(from_json(i.prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]')) AS prompt
-    FROM interactions i
+        try(from_json(i.prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]')) AS prompt,
+        g.source
+    FROM interactions i LEFT JOIN ingests g ON g.ingest_id = i.ingest_id
 ),
 measured AS (
     SELECT *,
@@ -33,6 +34,8 @@ judged AS (
             WHEN user_id IN (SELECT user_id FROM optouts) THEN 'privacy:optout'
             WHEN ts < getvariable('b_retention_cutoff') THEN 'privacy:retention'
             WHEN ts < getvariable('b_since') OR ts >= getvariable('b_until') THEN 'filter:time'
+            WHEN len(getvariable('b_sources')) > 0 AND NOT coalesce(list_contains(getvariable('b_sources'), source), false)
+                THEN 'filter:source'
             WHEN len(getvariable('b_apps')) > 0 AND NOT coalesce(list_contains(getvariable('b_apps'), app), false)
                 THEN 'filter:app'
             WHEN len(getvariable('b_tasks')) > 0 AND NOT coalesce(list_contains(getvariable('b_tasks'), task), false)
