@@ -10,6 +10,7 @@ so a rerun skips it. Only the main process writes shared files.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import os
 import time
@@ -45,7 +46,6 @@ def trl_args(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: Snaps
         "seed": int(cfg.seed),
         "report_to": list(tracking.get("report_to") or []) or "none",
         "run_name": f"{cfg.exp_name}/{cfg.run_id}/{node.name}",
-        "gradient_checkpointing": bool(cfg.model.get("gradient_checkpointing", False)),
         "include_num_input_tokens_seen": "non_padding",
         "save_strategy": "steps",
         "eval_strategy": "no",
@@ -55,6 +55,11 @@ def trl_args(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: Snaps
         defaults["project"] = str(tracking.project)
         os.environ.setdefault("WANDB_PROJECT", str(tracking.project))
         os.environ.setdefault("MLFLOW_EXPERIMENT_NAME", str(tracking.project))
+    # TRL turns activation (gradient) checkpointing on by default; the model config decides
+    fields = {f.name for f in dataclasses.fields(load_object(spec.config))}
+    ckpt = "activation_checkpointing" if "activation_checkpointing" in fields else "gradient_checkpointing"
+    if "gradient_checkpointing" not in given and "activation_checkpointing" not in given:
+        defaults[ckpt] = bool(cfg.model.get("gradient_checkpointing", False))
     if not torch.cuda.is_available():
         defaults.update(use_cpu=True, bf16=False, fp16=False)   # TRL defaults bf16=True
     if spec.kind == "kto":
@@ -104,11 +109,19 @@ def load_model(cfg: DictConfig, node: DictConfig, tokenizer, previous: Path | No
     return base, LoraConfig(**lora)
 
 
-def train_method(cfg: DictConfig, node: DictConfig, stage_dir: Path, out_dir: Path,
-                 snapshot: SnapshotRef, previous: Path | None) -> dict:
-    """Train one method to out_dir; return its metrics (every rank returns them)."""
-    from transformers.trainer_utils import get_last_checkpoint
+def last_checkpoint(output_dir: str | Path) -> str | None:
+    """The newest complete `checkpoint-N` (a SIGKILL mid-save leaves one without trainer_state)."""
+    root = Path(output_dir)
+    if not root.is_dir():
+        return None
+    done = [p for p in root.glob("checkpoint-*")
+            if p.name.split("-")[-1].isdigit() and (p / "trainer_state.json").exists()]
+    return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
+
+def build_trainer(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: SnapshotRef,
+                  previous: Path | None):
+    """The TRL trainer of one method, data prepared (tokenized, labelled) but not trained."""
     from train.models import load_tokenizer
 
     spec = METHODS[node.name]
@@ -117,25 +130,32 @@ def train_method(cfg: DictConfig, node: DictConfig, stage_dir: Path, out_dir: Pa
         raise RuntimeError(f"snapshot {snapshot.version}: {spec.kind}/train.parquet has no rows; "
                            f"method {node.name} has nothing to train on")
     eval_ds = load_split(snapshot, spec.kind, "eval", spec.columns)
+    # the TRL config sets up the distributed state first: ZeRO-3 init needs it before loading
     args = trl_args(cfg, node, stage_dir, snapshot, has_eval=eval_ds is not None)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(cfg.run_dir) / "tensorboard" / stage_dir.name)
-    # the TRL config (above) sets up the distributed state first: ZeRO-3 init needs it
-    tok = load_tokenizer(str(cfg.model.name_or_path), trust_remote_code=bool(cfg.model.get("trust_remote_code")),
-                         chat_template=cfg.model.get("chat_template"), revision=cfg.model.get("revision"))
+    m = cfg.model
+    tok = load_tokenizer(str(m.name_or_path), trust_remote_code=bool(m.get("trust_remote_code")),
+                         chat_template=m.get("chat_template"), revision=m.get("revision"))
     model, peft_config = load_model(cfg, node, tok, previous)
-    trainer = load_object(spec.trainer)(model=model, args=args, train_dataset=train_ds,
-                                        eval_dataset=eval_ds, processing_class=tok,
-                                        peft_config=peft_config)
-    last = get_last_checkpoint(args.output_dir) if Path(args.output_dir).is_dir() else None
+    return load_object(spec.trainer)(model=model, args=args, train_dataset=train_ds,
+                                     eval_dataset=eval_ds, processing_class=tok,
+                                     peft_config=peft_config)
+
+
+def train_method(cfg: DictConfig, node: DictConfig, stage_dir: Path, out_dir: Path,
+                 snapshot: SnapshotRef, previous: Path | None) -> dict:
+    """Train one method to out_dir, resuming its newest checkpoint; return its metrics."""
+    trainer = build_trainer(cfg, node, stage_dir, snapshot, previous)
+    last = last_checkpoint(trainer.args.output_dir)
     if last and trainer.is_world_process_zero():
-        print(f"train: resuming {node.name} from {last}")
+        print(f"train: resuming {node.name} from {last}", flush=True)
     start = time.time()
     result = trainer.train(resume_from_checkpoint=last)
     metrics = {**result.metrics, "global_step": trainer.state.global_step,
                "num_input_tokens_seen": int(trainer.state.num_input_tokens_seen or 0),
                "resumed_from": last, "train_wall_s": round(time.time() - start, 3),
-               "train_examples": len(train_ds)}
-    if eval_ds is not None:
+               "train_examples": len(trainer.train_dataset)}
+    if trainer.eval_dataset is not None:
         metrics.update(trainer.evaluate())
     trainer.save_model(str(out_dir))     # gathers ZeRO-3 / FSDP shards; main process writes
     if trainer.is_world_process_zero():
@@ -145,7 +165,7 @@ def train_method(cfg: DictConfig, node: DictConfig, stage_dir: Path, out_dir: Pa
             import shutil
 
             shutil.rmtree(ref)
-        tok.save_pretrained(str(out_dir))
+        trainer.processing_class.save_pretrained(str(out_dir))
         trainer.state.save_to_json(str(stage_dir / "trainer_state.json"))
         base_cfg = getattr(trainer.model, "config", None)
         metrics["base_model_commit"] = getattr(base_cfg, "_commit_hash", None)
