@@ -66,11 +66,10 @@ ranked AS (
 SELECT interaction_id, outcome,
     CASE WHEN outcome = 'edit' THEN 'edit' ELSE latest.kind END AS origin,
     CASE WHEN outcome = 'edit' THEN last_edit END AS edited_text,
-    coalesce(had_trivial_edit, false) AND outcome <> 'edit' AS trivial_edit
+    coalesce(had_trivial_edit, false) AS had_trivial_edit
 FROM (
     SELECT *,
         CASE WHEN latest.decision = 'accept' AND last_edit IS NOT NULL AND getvariable('b_accept_keeps_edit')
              THEN 'edit' ELSE latest.decision END AS outcome
     FROM ranked
-)
-WHERE outcome IS NOT NULL;
+);                 -- outcome NULL: feedback, none decisive
