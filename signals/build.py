@@ -51,6 +51,20 @@ MEMORY_LIMIT = os.environ.get("SIGNALS_BUILD_MEMORY", "1GB")
 REVOKED_MARKER = "REVOKED.json"
 
 _MSG = "STRUCT(role VARCHAR, content VARCHAR)"
+ROW_GROUP = 50_000      # rows per Parquet row group (fixed, so files are byte-for-byte reproducible)
+
+
+def _schemas():
+    import pyarrow as pa
+
+    msgs = pa.list_(pa.field("element", pa.struct([("role", pa.string()), ("content", pa.string())])))
+    extras = [("interaction_id", pa.string()), ("app", pa.string()), ("task", pa.string()),
+              ("user_id", pa.string()), ("origin", pa.string())]
+    return {
+        "sft": pa.schema([("messages", msgs), *extras]),
+        "pref": pa.schema([("prompt", msgs), ("chosen", msgs), ("rejected", msgs), *extras]),
+        "kto": pa.schema([("prompt", msgs), ("completion", msgs), ("label", pa.bool_()), *extras]),
+    }
 
 
 class SnapshotRevoked(RuntimeError):
@@ -322,7 +336,7 @@ _EXPORT = {
 
 def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     """Write kind/split.parquet files in a stable row order; their row counts and sha256."""
-    files = {}
+    files, schemas = {}, _schemas()
     for kind in KINDS:
         (out / kind).mkdir()
         for split in SPLITS:
@@ -331,17 +345,37 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
                 SELECT {_EXPORT[kind]},
                     e.interaction_id, e.app, e.task, e.user_id, e.origin
                 FROM b_ex e JOIN b_int i USING (interaction_id)
-                WHERE e.dropped IS NULL AND e.kind = '{kind}' AND e.is_eval = {split == 'eval'}
+                WHERE e.dropped IS NULL AND e.kind = ? AND e.is_eval = ?
                 ORDER BY e.interaction_id, e.origin, e.other_id, e.label"""
-            con.execute(f"COPY ({query}) TO '{_quote(path)}' (FORMAT parquet, COMPRESSION zstd)")
-            rows = con.execute("SELECT count(*) FROM read_parquet(?)", [str(path)]).fetchone()[0]
+            rows = _write_parquet(con.sql(query, params=[kind, split == "eval"]), path, schemas[kind])
             files[f"{kind}/{split}.parquet"] = {"rows": rows, "sha256": _sha256(path)}
     return files
 
 
-def _quote(path: Path) -> str:
-    """A path inside a COPY statement (COPY cannot bind its target); only our own paths."""
-    return str(path).replace("'", "''")
+def _write_parquet(result: duckdb.DuckDBPyRelation, path: Path, schema) -> int:
+    """Stream a query result into Parquet with the contract's schema (nullable columns,
+    whatever the data), in fixed-size row groups so the bytes depend only on the rows."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    rows, pending, buffered = 0, [], 0
+    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
+        def flush(final: bool) -> None:
+            nonlocal pending, buffered
+            table = pa.Table.from_batches(pending, schema=schema) if pending else schema.empty_table()
+            while table.num_rows >= ROW_GROUP or (final and table.num_rows):
+                writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+                table = table.slice(ROW_GROUP)
+            pending, buffered = table.to_batches(), table.num_rows
+
+        for batch in result.to_arrow_reader(ROW_GROUP):
+            pending.append(batch.cast(schema))
+            buffered += batch.num_rows
+            rows += batch.num_rows
+            if buffered >= ROW_GROUP:
+                flush(final=False)
+        flush(final=True)
+    return rows
 
 
 def _sha256(path: Path) -> str:

@@ -32,8 +32,13 @@ def compose_recipe(overrides: list[str], config_dir: Path = CONF_DIR) -> tuple[d
         if "." in key and top not in ROOT_KEYS and top != "data" and "=" in o and not o.startswith(("+", "~")):
             o = "data." + o          # split.method=time -> data.split.method=time
         fixed.append(o)
-    with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-        cfg = compose(config_name="config", overrides=fixed)
+    from hydra.errors import HydraException
+
+    try:
+        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
+            cfg = compose(config_name="config", overrides=fixed)
+    except HydraException as e:      # unknown recipe, bad override: a usage error, not a crash
+        raise ValueError(f"config {config_dir}/config.yaml with overrides {fixed}: {e}") from None
     recipe = OmegaConf.to_container(cfg.data, resolve=True)
     return recipe, str(cfg.store), str(cfg.snapshot_root)
 

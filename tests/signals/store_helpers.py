@@ -24,9 +24,11 @@ class TinyStore:
     def __init__(self, path: Path | str):
         self.path = str(path)
         self.con = connect(self.path)
-        self.clock = T0
-        self.n_int = 0
-        self.n_ev = 0
+        self.n_int = self.con.execute("SELECT count(*) FROM interactions").fetchone()[0]
+        self.n_ev = self.con.execute("SELECT count(*) FROM feedback").fetchone()[0]
+        last = self.con.execute("SELECT max(ts) FROM (SELECT ts FROM interactions UNION ALL "
+                                "SELECT ts FROM feedback)").fetchone()[0]
+        self.clock = max(T0, last) if last else T0
 
     def tick(self, minutes: float = 1.0) -> datetime:
         self.clock += timedelta(minutes=minutes)
