@@ -312,6 +312,7 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory):
             raise IngestError(f"SIGNALS_MEMORY_LIMIT={memory!r}: expected a size like 1GB or 512MiB")
         con.execute(f"SET memory_limit = '{memory}'")  # SET takes no bound parameters; checked above
+        con.execute("SET enable_progress_bar = false")  # it writes to stdout; tqdm reports per file
         if progress is None:
             import sys
             progress = sys.stderr.isatty()

@@ -10,7 +10,7 @@ WITH src AS (
     SELECT ln, line, json_valid(line) AS ok, length(line) AS nchars
     FROM raw_lines
     WHERE line IS NOT NULL AND trim(line) <> ''
-), x AS (
+), x AS MATERIALIZED (
     SELECT ln, ok, nchars,
         ok AND starts_with(ltrim(line), '{') AS obj,
         CASE WHEN ok AND starts_with(ltrim(line), '{') THEN json_extract(line, [
@@ -20,7 +20,7 @@ WITH src AS (
             '$.score', '$.other_interaction_id', '$._field', '$._detail', '$._source_row', '$._raw'])
         END AS v
     FROM src
-), f AS (
+), f AS MATERIALIZED (
     SELECT ln, ok, obj, nchars, v,
         coalesce(try_cast(v[20] ->> '$' AS BIGINT), ln) AS source_row,
         CASE WHEN present(v[13]) AND NOT present(v[5]) THEN 'feedback' ELSE 'interaction' END AS rtype,

@@ -1,0 +1,218 @@
+"""Ingest throughput against two baselines measured in the same run.
+
+    .venv/bin/python bench/bench_ingest.py                       # 1M events, then 5M
+    .venv/bin/python bench/bench_ingest.py --events 200000 --scale 0   # quick look
+
+Generates N synthetic events in the native format, as two streams in shards of 200k
+lines: interactions (prompt ~1 KB as chat messages, completion ~1.5 KB) and feedback
+(~1.5 events per interaction, all five kinds), so N = interactions + feedback lines.
+Measures, each in a fresh child process (peak RSS is that child's own):
+  (a) `python -m signals ingest DIR` into a new store (hashing, validation, dedup, commit);
+  (b) the floor: DuckDB `CREATE TABLE ... AS SELECT * FROM read_json(...)` of the same files;
+  (c) a straightforward Python loader: json.loads per line + executemany INSERTs in batches
+      of 10k, run on the first --python-events events and reported as events/s (its time for
+      N is that rate extrapolated, which flatters it: it does no validation or dedup).
+Then, unless --scale 0, the same (a) at --scale x N events, to show time and memory stay
+linear/bounded. Targets (issue 3): at 1M, (a) <= 2x (b), (a) >= 10x (c), RSS < 2 GiB;
+at 5M, (a) <= 5.5x its 1M time, RSS < 3 GiB.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+SHARD = 200_000
+WORDS = ("the of and to in is you that it he was for on are as with his they at be this have from or one had "
+         "by word but not what all were we when your can said there use an each which she do how their if will "
+         "up other about out many then them these so some her would make like him into time has look two more "
+         "write go see number no way could people my than first water been call who oil its now find long down "
+         "day did get come made may part order refund parcel invoice account password shipping query table").split()
+
+
+def _text(rng: random.Random, n_chars: int) -> str:
+    out, size = [], 0
+    while size < n_chars:
+        w = rng.choice(WORDS)
+        out.append(w)
+        size += len(w) + 1
+    return " ".join(out)
+
+
+def generate(root: Path, n_events: int, seed: int = 0) -> tuple[int, int]:
+    """Write n_events native records under root/interactions and root/feedback."""
+    rng = random.Random(seed)
+    pool_p = [_text(rng, 1000) for _ in range(512)]
+    pool_c = [_text(rng, 1500) for _ in range(512)]
+    n_inter = int(round(n_events / 2.5))
+    n_fb = n_events - n_inter
+    kinds = ["accept", "accept", "edit", "reject", "rate", "choose"]
+    (root / "interactions").mkdir(parents=True)
+    (root / "feedback").mkdir(parents=True)
+    t0 = 1_700_000_000
+    f = None
+    for i in range(n_inter):
+        if i % SHARD == 0:
+            f and f.close()
+            f = open(root / "interactions" / f"part-{i // SHARD:05d}.jsonl", "w")
+        f.write(json.dumps({
+            "interaction_id": f"i{i}", "ts": t0 + i, "user_id": f"u{i % 5000}", "session_id": f"s{i // 7}",
+            "app": "support-reply", "task": "reply", "model_id": "m-v3",
+            "prompt": [{"role": "system", "content": "You are a helpful support agent."},
+                       {"role": "user", "content": f"#{i} " + pool_p[i % 512]}],
+            "completion": pool_c[(i * 7) % 512] + f" ({i})", "metadata": {"locale": "en"}}) + "\n")
+    f.close()
+    f = None
+    for j in range(n_fb):
+        if j % SHARD == 0:
+            f and f.close()
+            f = open(root / "feedback" / f"part-{j // SHARD:05d}.jsonl", "w")
+        iid = rng.randrange(n_inter)
+        kind = kinds[j % len(kinds)]
+        rec = {"event_id": f"e{j}", "interaction_id": f"i{iid}", "ts": (t0 + iid) * 1000 + 5000, "kind": kind,
+               "user_id": f"u{iid % 5000}"}
+        if kind == "edit":
+            rec["edited_text"] = pool_c[j % 512][:400]
+        elif kind == "rate":
+            rec["score"] = j % 5 + 1
+        elif kind == "choose":
+            rec["other_interaction_id"] = f"i{(iid + 1) % n_inter}"
+        f.write(json.dumps(rec) + "\n")
+    f.close()
+    return n_inter, n_fb
+
+
+# ---------------------------------------------------------------- the three contenders, as child programs
+
+CHILD = {
+    "ingest": """
+import json, resource, sys, time
+from signals.__main__ import main
+t = time.perf_counter()
+code = main(["ingest", sys.argv[1], "--db", sys.argv[2], "--json", "--wait", "0"])
+""",
+    "floor": """
+import duckdb, json, resource, sys, time
+t = time.perf_counter()
+con = duckdb.connect(sys.argv[2])
+con.execute(f"CREATE TABLE interactions AS SELECT * FROM read_json('{sys.argv[1]}/interactions/*.jsonl')")
+con.execute(f"CREATE TABLE feedback AS SELECT * FROM read_json('{sys.argv[1]}/feedback/*.jsonl')")
+con.close()
+code = 0
+""",
+    "python": """
+import duckdb, glob, json, resource, sys, time
+limit = int(sys.argv[3])
+t = time.perf_counter()
+con = duckdb.connect(sys.argv[2])
+con.execute("CREATE TABLE interactions (interaction_id VARCHAR PRIMARY KEY, ts BIGINT, user_id VARCHAR, prompt VARCHAR, completion VARCHAR)")
+con.execute("CREATE TABLE feedback (event_id VARCHAR PRIMARY KEY, interaction_id VARCHAR, ts BIGINT, kind VARCHAR, edited_text VARCHAR, score DOUBLE, other VARCHAR)")
+n = 0
+files = sorted(glob.glob(sys.argv[1] + "/interactions/*.jsonl")) + sorted(glob.glob(sys.argv[1] + "/feedback/*.jsonl"))
+per_stream = {"interactions": int(limit / 2.5)}
+per_stream["feedback"] = limit - per_stream["interactions"]
+for stream in ("interactions", "feedback"):
+    batch, seen = [], 0
+    for path in sorted(glob.glob(f"{sys.argv[1]}/{stream}/*.jsonl")):
+        for line in open(path):
+            if seen >= per_stream[stream]:
+                break
+            r = json.loads(line)
+            seen += 1
+            if stream == "interactions":
+                batch.append((r["interaction_id"], r["ts"], r.get("user_id"), json.dumps(r["prompt"]), r["completion"]))
+            else:
+                batch.append((r["event_id"], r["interaction_id"], r["ts"], r["kind"], r.get("edited_text"), r.get("score"), r.get("other_interaction_id")))
+            if len(batch) == 10000:
+                con.executemany(f"INSERT INTO {stream} VALUES ({', '.join('?' * len(batch[0]))})", batch)
+                batch = []
+    if batch:
+        con.executemany(f"INSERT INTO {stream} VALUES ({', '.join('?' * len(batch[0]))})", batch)
+    n += seen
+con.close()
+code = 0
+""",
+}
+TAIL = """
+elapsed = time.perf_counter() - t
+print("BENCH" + json.dumps({"seconds": elapsed, "rss_gib": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20, "code": code}))
+"""
+
+
+def run_child(kind: str, data: Path, db: Path, *extra) -> dict:
+    if db.exists():
+        db.unlink()
+    r = subprocess.run([sys.executable, "-c", CHILD[kind] + TAIL, str(data), str(db), *map(str, extra)],
+                       cwd=ROOT, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(ROOT)})
+    line = [x for x in r.stdout.splitlines() if x.startswith("BENCH")]
+    if r.returncode != 0 or not line:
+        raise SystemExit(f"{kind} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
+    out = json.loads(line[-1][5:])
+    if kind == "ingest":
+        text = r.stdout[: r.stdout.index("BENCH")]
+        summary = json.loads(text[text.index('{\n  "db"'):])
+        out["stored"] = summary["interactions"] + summary["feedback"]
+        out["quarantined"] = summary["quarantined"]
+    return out
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--events", type=int, default=1_000_000)
+    ap.add_argument("--scale", type=int, default=5, help="also ingest scale x events (0: skip)")
+    ap.add_argument("--python-events", type=int, default=100_000, help="events the Python loader runs on")
+    ap.add_argument("--workdir", default=None, help="where to write the data (default: a temp dir)")
+    args = ap.parse_args()
+    work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-ingest-"))
+    print(f"# bench_ingest: {os.cpu_count()} CPUs, work dir {work}")
+    try:
+        t = time.perf_counter()
+        data = work / "data"
+        ni, nf = generate(data, args.events)
+        size = sum(p.stat().st_size for p in data.rglob("*.jsonl")) / 2**30
+        print(f"generated {args.events:,} events ({ni:,} interactions + {nf:,} feedback), {size:.2f} GiB "
+              f"in {time.perf_counter() - t:.0f}s")
+        a = run_child("ingest", data, work / "a.duckdb")
+        assert a["stored"] == args.events and a["quarantined"] == 0, a
+        b = run_child("floor", data, work / "b.duckdb")
+        c = run_child("python", data, work / "c.duckdb", args.python_events)
+        rate = lambda r, n: n / r["seconds"]  # noqa: E731
+        c_time = args.events / rate(c, args.python_events)
+        print(f"(a) signals ingest      {a['seconds']:8.2f} s  {rate(a, args.events):>10,.0f} events/s  peak RSS {a['rss_gib']:.2f} GiB")
+        print(f"(b) read_json CTAS floor {b['seconds']:7.2f} s  {rate(b, args.events):>10,.0f} events/s  peak RSS {b['rss_gib']:.2f} GiB")
+        print(f"(c) Python loader       {c_time:8.2f} s  {rate(c, args.python_events):>10,.0f} events/s  peak RSS "
+              f"{c['rss_gib']:.2f} GiB  (measured on {args.python_events:,} events, extrapolated)")
+        ab, ca = a["seconds"] / b["seconds"], c_time / a["seconds"]
+        ok = lambda cond: "OK" if cond else "MISSED"  # noqa: E731
+        print(f"(a)/(b) = {ab:.2f}x  (target <= 2x)   {ok(ab <= 2)}")
+        print(f"(c)/(a) = {ca:.1f}x  (target >= 10x)  {ok(ca >= 10)}")
+        print(f"peak RSS (a) = {a['rss_gib']:.2f} GiB (target < 2 GiB)  {ok(a['rss_gib'] < 2)}")
+        if args.scale:
+            shutil.rmtree(data)
+            big = args.events * args.scale
+            t = time.perf_counter()
+            generate(data, big)
+            size = sum(p.stat().st_size for p in data.rglob("*.jsonl")) / 2**30
+            print(f"generated {big:,} events, {size:.2f} GiB in {time.perf_counter() - t:.0f}s")
+            a5 = run_child("ingest", data, work / "a5.duckdb")
+            assert a5["stored"] == big and a5["quarantined"] == 0, a5
+            r = a5["seconds"] / a["seconds"]
+            print(f"(a) at {big:,}: {a5['seconds']:.2f} s  {rate(a5, big):,.0f} events/s  peak RSS {a5['rss_gib']:.2f} GiB")
+            print(f"time {big:,} / {args.events:,} = {r:.2f}x  (target <= {0.5 + args.scale:.1f}x for {args.scale}x data)  {ok(r <= 0.5 + args.scale)}")
+            print(f"peak RSS at {big:,} = {a5['rss_gib']:.2f} GiB (target < 3 GiB)  {ok(a5['rss_gib'] < 3)}")
+    finally:
+        if not args.workdir:
+            shutil.rmtree(work, ignore_errors=True)
+
+
+if __name__ == "__main__":
+    main()
