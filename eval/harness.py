@@ -227,6 +227,9 @@ def _resolve_baseline(cfg, ecfg, run: Run, store):
 
 def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
     snapshot = open_snapshot(_snapshot_path(cfg, ecfg, run))
+    if (snapshot.path / "REVOKED.json").exists():
+        raise EvalError(f"snapshot {snapshot.version} at {snapshot.path} was revoked (REVOKED.json); "
+                        f"run {run.run_id} is tainted and is not evaluated")
     splits, notes = _load_splits(snapshot, ecfg, gcfg)
     boot = Bootstrap.from_cfg(ecfg.get("bootstrap"))
     label, load_baseline = _resolve_baseline(cfg, ecfg, run, store)

@@ -164,3 +164,14 @@ def compose_cfg(tmp_path: Path, *overrides: str):
     return compose([f"store={tmp_path / 'signal.duckdb'}", f"output_root={tmp_path / 'runs'}",
                     "eval.bootstrap.resamples=300", "eval.generation.max_prompts=8",
                     "eval.generation.max_new_tokens=8", "eval.generation.batch_size=8", *overrides])
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models run fastest on one thread, and a busy shared CPU makes two spin."""
+    import torch
+
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)

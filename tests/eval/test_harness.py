@@ -1,0 +1,161 @@
+"""End to end: evaluate tiny trained runs against the base model, gate, record."""
+
+from __future__ import annotations
+
+import json
+import shutil
+
+import duckdb
+import pyarrow.parquet as pq
+import pytest
+
+from eval import EvalError
+from eval.harness import evaluate
+from tests.eval.conftest import compose_cfg, make_rows, train_run, write_snapshot
+from tests.eval.test_judges import FakeEndpoint
+
+
+def _decisions(tmp_path):
+    con = duckdb.connect(str(tmp_path / "signal.duckdb"), read_only=True)
+    try:
+        return con.execute("SELECT run_id, decision, reasons, gate_config, eval_config, error "
+                           "FROM decisions ORDER BY created_at").fetchall()
+    finally:
+        con.close()
+
+
+def _production(tmp_path):
+    from eval.registry import alias_target
+
+    con = duckdb.connect(str(tmp_path / "signal.duckdb"), read_only=True)
+    try:
+        return alias_target(con)
+    finally:
+        con.close()
+
+
+def test_gate_rejects_candidate_trained_on_label_flipped_signal(tmp_path, flipped_run):
+    result = evaluate(compose_cfg(tmp_path), str(flipped_run))
+    acc = result["metrics"]["preference_accuracy"]
+    assert result["decision"] == "reject", result["reasons"]
+    assert acc["ci_high"] < 0 and acc["n"] == 60                    # confidently worse than baseline
+    assert result["checks"]["preference_accuracy"] == "fail"
+    assert result["metrics"]["kto_auc"]["diff"] < 0
+    [(run_id, decision, reasons, gate, ecfg, error)] = _decisions(tmp_path)
+    assert (run_id, decision, error) == ("flipped", "reject", None)
+    assert json.loads(gate)["primary"] == "preference_accuracy"
+    assert json.loads(ecfg)["batch_size"] == 16 and json.loads(ecfg)["bootstrap"]["resamples"] == 300
+    assert "upper bound is below margin" in json.loads(reasons)[0]
+    assert _production(tmp_path) is None
+
+
+def test_good_candidate_is_promoted_with_records_and_examples(tmp_path, good_run):
+    result = evaluate(compose_cfg(tmp_path), str(good_run))
+    assert result["decision"] == "promote" and result["promoted"], result["reasons"]
+    assert result["metrics"]["preference_accuracy"]["ci_low"] > 0
+    assert _production(tmp_path) == "good"
+    pointer = json.loads((tmp_path / "runs" / "production.json").read_text())
+    assert pointer["run_id"] == "good" and pointer["model_path"].endswith("good/model")
+
+    con = duckdb.connect(str(tmp_path / "signal.duckdb"), read_only=True)
+    rows = dict(con.execute("SELECT metric, n FROM eval_results WHERE eval_id = ?", [result["eval_id"]]).fetchall())
+    con.close()
+    assert rows["preference_accuracy"] == 60 and rows["kto_auc"] == 120 and rows["winrate"] == 8
+
+    ex = tmp_path / ".." / result["examples_dir"]
+    pref = pq.read_table(f"{result['examples_dir']}/pref.parquet")
+    assert pref.num_rows == 60 and {"interaction_id", "base_margin", "cand_margin", "eval_id"} <= set(pref.column_names)
+    win = pq.read_table(f"{result['examples_dir']}/winrate.parquet").to_pylist()
+    assert len(win) == 8 and {"base_answer", "cand_answer", "outcome", "judge_details"} <= set(win[0])
+    assert json.loads((ex / "decision.json").read_text())["decision"] == "promote"
+
+
+def test_lora_adapter_run_and_production_baseline(tmp_path, tiny_model_dir, snapshot, good_run):
+    adapter = train_run(tiny_model_dir, tmp_path / "runs" / "lora" / "a1", snapshot, adapter=True, steps=8)
+    evaluate(compose_cfg(tmp_path), str(good_run))                    # good -> production
+    result = evaluate(compose_cfg(tmp_path, "baseline=production", "eval.metrics=[preference,kto]",
+                                  "~gate.guards"), str(adapter))
+    assert result["baseline"] == "production:good"
+    assert result["decision"] in {"reject", "inconclusive"}          # not better than production
+    assert _production(tmp_path) == "good"
+
+
+def test_missing_candidate_dir_is_a_clear_error(tmp_path, capsys):
+    from eval.__main__ import main
+
+    with pytest.raises(EvalError, match="candidate run directory .*nope does not exist"):
+        evaluate(compose_cfg(tmp_path), str(tmp_path / "nope"))
+    assert main([f"store={tmp_path / 's.duckdb'}", f"candidate={tmp_path / 'nope'}"]) == 2
+    assert "does not exist" in capsys.readouterr().err
+
+
+def test_empty_eval_split_errors_or_is_skipped(tmp_path, good_run):
+    rows = make_rows(30, seed=5)
+    no_pref = write_snapshot(tmp_path / "snaps", "no-pref", {}, {"sft": rows["sft"], "kto": rows["kto"]})
+    with pytest.raises(EvalError, match=r"empty eval split .*no-pref/pref/eval.parquet.*preference_accuracy"):
+        evaluate(compose_cfg(tmp_path, f"snapshot={no_pref}"), str(good_run))
+    [(_, decision, reasons, _, _, error)] = _decisions(tmp_path)
+    assert decision == "inconclusive" and "empty eval split" in error
+    no_kto = write_snapshot(tmp_path / "snaps", "no-kto", {}, {"sft": rows["sft"], "pref": rows["pref"]})
+    result = evaluate(compose_cfg(tmp_path, f"snapshot={no_kto}", "eval.metrics=[preference,likelihood,kto]"),
+                      str(good_run))
+    assert "kto_auc" not in result["metrics"] and any("kto: skipped" in n for n in result["notes"])
+    assert result["decision"] == "promote"
+
+
+def test_nan_scores_never_promote(tmp_path, good_run):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    bad = tmp_path / "runs" / "dpo_tiny" / "nan"
+    shutil.copytree(good_run, bad)
+    model = AutoModelForCausalLM.from_pretrained(bad / "model")
+    with torch.no_grad():
+        model.model.norm.weight.fill_(float("nan"))
+    model.save_pretrained(bad / "model")
+    manifest = json.loads((bad / "manifest.json").read_text())
+    (bad / "manifest.json").write_text(json.dumps({**manifest, "run_id": "nan"}))
+    with pytest.raises(EvalError, match=r"candidate model, pref eval split .*score is nan for example 's2-"):
+        evaluate(compose_cfg(tmp_path), str(bad))
+    assert _decisions(tmp_path)[0][1] == "inconclusive" and _production(tmp_path) is None
+
+
+def test_baseline_that_cannot_load(tmp_path, good_run):
+    with pytest.raises(EvalError, match=r"baseline model '.*no-such-model' cannot be loaded"):
+        evaluate(compose_cfg(tmp_path, f"baseline={tmp_path / 'no-such-model'}"), str(good_run))
+    [(_, decision, _, _, _, error)] = _decisions(tmp_path)
+    assert decision == "inconclusive" and "cannot be loaded" in error
+    assert _production(tmp_path) is None
+
+
+def test_openai_judge_through_config(tmp_path, good_run, monkeypatch):
+    monkeypatch.setenv("JUDGE_KEY", "sk-test")
+    with FakeEndpoint() as ep:
+        result = evaluate(compose_cfg(tmp_path, "eval/judge=openai", f"eval.judge.base_url={ep.url}",
+                                      "eval.judge.api_key_env=JUDGE_KEY", "eval.judge.backoff_s=0.01",
+                                      "eval.metrics=[preference,winrate]", "~gate.guards",
+                                      "eval.generation.max_prompts=4"), str(good_run))
+        assert ep.requests == 8                                        # 4 prompts x both orders
+    w = result["metrics"]["winrate"]
+    assert w["n"] == 4 and w["details"]["judge"] == "openai"
+    con = duckdb.connect(str(tmp_path / "signal.duckdb"), read_only=True)
+    assert con.execute("SELECT count(*) FROM judgments").fetchone()[0] == 8
+    con.close()
+
+
+def test_revoked_snapshot_is_not_evaluated(tmp_path, good_run, snapshot):
+    revoked = tmp_path / "revoked"
+    shutil.copytree(snapshot, revoked)
+    (revoked / "REVOKED.json").write_text("{}")
+    with pytest.raises(EvalError, match="was revoked"):
+        evaluate(compose_cfg(tmp_path, f"snapshot={revoked}"), str(good_run))
+
+
+def test_cli_default_command_composes_and_evaluates(tmp_path, good_run, capsys):
+    from eval.__main__ import main
+
+    rc = main(["+exp=smoke", f"store={tmp_path / 'signal.duckdb'}", f"output_root={tmp_path / 'runs'}",
+               f"candidate={good_run}", "eval.metrics=[preference,likelihood]", "eval.bootstrap.resamples=200"])
+    out = capsys.readouterr().out
+    assert rc == 0 and "decision: PROMOTE" in out and "preference_accuracy" in out
+    assert (tmp_path / "runs" / "production.json").exists()
