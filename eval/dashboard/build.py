@@ -21,15 +21,18 @@ from pathlib import Path
 
 from eval.dashboard import charts
 from eval.dashboard import examples as ex
-from eval.dashboard.data import SiteData, load, snapshot_manifest
+from eval.dashboard.data import SiteData, load, snapshot_manifest, snapshot_path
 
 # Plain-language names and display formats of the metrics eval writes.
 METRICS = {
     "preference_accuracy": ("Picks the answer users preferred", "pct"),
-    "reward_margin": ("Margin between preferred and rejected answers", "num"),
-    "sft_loglik": ("Likelihood of answers users accepted or wrote", "num"),
-    "kto_auc": ("Tells good from bad answers (AUC)", "num"),
-    "winrate": ("Judge prefers the new model's answer", "pct"),
+    "preference_accuracy_norm": ("Picks the answer users preferred (length-adjusted)", "pct"),
+    "preference_margin": ("How strongly it prefers the users' answer (nats)", "num"),
+    "preference_margin_norm": ("How strongly it prefers the users' answer (nats per token)", "num"),
+    "sft_loglik": ("Likelihood of answers users accepted or wrote (nats per token)", "num"),
+    "kto_auc": ("Tells good answers from bad ones (AUC, 0.5 = chance)", "num"),
+    "winrate": ("Judge prefers the candidate's answer", "pct"),
+    "judge_score": ("Judge's score of the answers", "num"),
 }
 DECISION_WORDS = {
     "promote": "Promote: the new model is better",
@@ -159,18 +162,15 @@ def eval_view(data: SiteData, e: dict) -> dict:
     labels = {m["metric"]: metric_label(m["metric"]) for m in metrics}
     if any(m["diff"] is not None for m in metrics):
         charts_html["diffs"] = charts.html(charts.metric_diffs(metrics, labels, margin), "metric-diffs")
-    rows = ex.read_examples(e["examples_dir"])
-    wtl = ex.win_tie_loss(rows, e["primary_metric"])
+    tables = ex.read_examples(e["examples_dir"])
+    wtl = ex.win_tie_loss(tables, metrics, e["primary_metric"])
     if wtl:
         charts_html["wtl"] = charts.html(charts.win_tie_loss(wtl[0]), "win-tie-loss")
-    slice_metric = e["primary_metric"]
-    sl = ex.slices(rows, slice_metric)
-    if not sl:  # the primary metric has no per-example rows: use the first metric that does
-        for m in metrics:
-            sl = ex.slices(rows, m["metric"])
-            if sl:
-                slice_metric = m["metric"]
-                break
+    slice_metric, sl = e["primary_metric"], ex.slices(tables, e["primary_metric"])
+    for m in metrics:  # the primary metric has no per-example rows: the first metric that does
+        if sl:
+            break
+        slice_metric, sl = m["metric"], ex.slices(tables, m["metric"])
     if sl:
         charts_html["slices"] = charts.html(charts.slices(sl, metric_label(slice_metric)), "slices")
     manifest = snapshot_manifest(data, e["snapshot_version"]) or {}
@@ -184,7 +184,7 @@ def eval_view(data: SiteData, e: dict) -> dict:
     tainted = next((t for t in data.tainted if t["run_id"] == e["run_id"]), None)
     return {"e": e, "metrics": metrics, "charts": charts_html, "wtl": wtl,
             "slices": sl, "slice_metric": slice_metric, "gate": gate,
-            "examples": ex.top_differences(rows, e["primary_metric"]), "n_examples": len(rows),
+            "examples": ex.top_differences(tables, snapshot_path(data, e["snapshot_version"])),
             "manifest": manifest, "counts": counts, "exclusions": excl, "run": run,
             "tainted": tainted, "decision_words": DECISION_WORDS.get(e["decision"], e["decision"]),
             "snapshot": data.snapshots.get(e["snapshot_version"] or "")}

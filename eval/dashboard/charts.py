@@ -29,13 +29,14 @@ def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
     fig.update_layout(height=height, template="plotly_white",
                       font=dict(family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif",
                                 size=13),
-                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0), **kw)
+                      legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, traceorder="normal"), **kw)
     return fig
 
 
 def html(fig: go.Figure, div_id: str) -> str:
-    """The figure as a <div> plus the script that draws it (Plotly loaded by the page)."""
-    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=div_id, config=CONFIG,
+    """The figure as a <div id="chart-{div_id}"> plus the script that draws it (Plotly is
+    loaded by the page). The prefix keeps chart ids apart from the pages' section ids."""
+    return pio.to_html(fig, full_html=False, include_plotlyjs=False, div_id=f"chart-{div_id}", config=CONFIG,
                        default_width="100%", default_height=f"{fig.layout.height}px")
 
 
@@ -136,19 +137,17 @@ def metric_diffs(metrics: list[dict], labels: dict[str, str], margin: float | No
 
 
 def win_tie_loss(counts: dict[str, int]) -> go.Figure:
-    """One stacked bar: how often the candidate's answer won, tied or lost."""
+    """Three bars: how often the candidate's answer won, tied or lost."""
     total = sum(counts.values()) or 1
+    keys = (("win", "Candidate better", "#1a7f37"), ("tie", "Tie", "#8c959f"),
+            ("loss", "Baseline better", "#cf222e"))
+    vals = [counts.get(k, 0) for k, _, _ in keys]
     fig = go.Figure()
-    for key, label, color in (("win", "Candidate better", "#1a7f37"), ("tie", "Tie", "#8c959f"),
-                              ("loss", "Baseline better", "#cf222e")):
-        v = counts.get(key, 0)
-        fig.add_bar(y=["Judged answers"], x=[v], name=label, orientation="h", marker_color=color,
-                    text=[f"{label}: {v} ({v / total:.0%})"], textposition="inside",
-                    insidetextanchor="middle", hovertemplate=f"{label}: {v}<extra></extra>")
-    fig.update_layout(barmode="stack")
-    fig.update_xaxes(title_text="Examples")
-    fig.update_yaxes(showticklabels=False)
-    return _layout(fig, 170, margin=dict(l=20, r=20, t=30, b=50))
+    fig.add_bar(x=[label for _, label, _ in keys], y=vals, marker_color=[c for _, _, c in keys],
+                text=[f"{v} ({v / total:.0%})" for v in vals], textposition="outside",
+                cliponaxis=False, hovertemplate="%{x}: %{y}<extra></extra>", showlegend=False)
+    fig.update_yaxes(title_text="Examples", range=[0, max(vals + [1]) * 1.2])
+    return _layout(fig, 300)
 
 
 def slices(rows: list[dict], label: str) -> go.Figure:
@@ -191,5 +190,5 @@ def exclusions(reasons: dict) -> go.Figure:
     return _layout(fig, 110 + 40 * max(1, len(items)), margin=dict(l=220, r=40, t=30, b=50))
 
 
-KIND_NAMES = {"sft": "Demonstrations (SFT)", "pref": "Preference pairs (DPO)",
-              "kto": "Good/bad labels (KTO)"}
+KIND_NAMES = {"sft": "Demonstrations<br>(SFT)", "pref": "Preference pairs<br>(DPO)",
+              "kto": "Good/bad labels<br>(KTO)"}

@@ -146,3 +146,9 @@ def snapshot_manifest(data: SiteData, version: str | None) -> dict | None:
         if f.is_file():
             return as_json(f.read_text(), None)
     return None
+
+
+def snapshot_path(data: SiteData, version: str | None) -> str | None:
+    """Where the snapshot's files are, per the store's snapshots table."""
+    snap = data.snapshots.get(version or "")
+    return snap.get("path") if snap else None

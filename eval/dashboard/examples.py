@@ -1,154 +1,212 @@
-"""Per-example eval results (the Parquet files in `decisions.examples_dir`), summarized
-for one eval page: win/tie/loss counts, app/task slices, and the examples where the
-candidate and the baseline differ most, with PII redacted before it reaches HTML.
+"""Per-example eval results, summarized for one eval page.
 
-Each file holds one row per example of one metric (`metric` column, else the file
-name), with the per-example `baseline` and `candidate` values and the example's
-`app`/`task`; generated-answer files add `prompt`, both answers and the judge's
-`outcome` (1 candidate wins, 0.5 tie, 0 baseline wins).
+The harness writes `{examples_dir}/{split}.parquet` (eval/harness.py `_write_examples`),
+one row per example with `interaction_id`, `app`, `task`, `origin` and:
+
+    pref.parquet     base_margin, cand_margin, base_margin_norm, cand_margin_norm (nats)
+    sft.parquet      base_loglik, cand_loglik (nats per token)
+    kto.parquet      label, base_loglik, cand_loglik
+    winrate.parquet  prompt (JSON messages), base_answer, cand_answer, outcome
+                     (1 candidate wins, 0.5 tie, 0 baseline wins), base_score,
+                     cand_score, judge_details (JSON)
+
+From these: win/tie/loss counts, the metric per app/task slice, and the examples where
+the two models differ most, with PII redacted before anything reaches HTML.
 """
 
 from __future__ import annotations
 
 import json
 import math
-import re
+from collections.abc import Callable
 from pathlib import Path
 
-# Accepted spellings, so the page keeps working if a writer names a column differently.
-ALIASES = {
-    "baseline": ("baseline", "baseline_value", "base", "base_score", "baseline_score"),
-    "candidate": ("candidate", "candidate_value", "cand", "cand_score", "candidate_score"),
-    "baseline_answer": ("baseline_answer", "base_answer", "baseline_output", "baseline_text",
-                        "baseline_completion"),
-    "candidate_answer": ("candidate_answer", "cand_answer", "candidate_output", "candidate_text",
-                         "candidate_completion"),
-    "outcome": ("outcome", "judge_outcome", "win"),
-    "verdict": ("verdict", "judge_verdict", "verdicts", "judge"),
-    "prompt": ("prompt", "messages"),
+
+def _acc(margin):
+    return None if margin is None else 1.0 if margin > 0 else 0.0 if margin < 0 else 0.5
+
+
+def _col(name: str) -> Callable[[dict], float | None]:
+    return lambda r: r.get(name)
+
+
+# metric -> (split file, per-example baseline value, per-example candidate value)
+PER_EXAMPLE: dict[str, tuple[str, Callable, Callable]] = {
+    "preference_accuracy": ("pref", lambda r: _acc(r.get("base_margin")), lambda r: _acc(r.get("cand_margin"))),
+    "preference_accuracy_norm": ("pref", lambda r: _acc(r.get("base_margin_norm")),
+                                 lambda r: _acc(r.get("cand_margin_norm"))),
+    "preference_margin": ("pref", _col("base_margin"), _col("cand_margin")),
+    "preference_margin_norm": ("pref", _col("base_margin_norm"), _col("cand_margin_norm")),
+    "sft_loglik": ("sft", _col("base_loglik"), _col("cand_loglik")),
+    "winrate": ("winrate", lambda r: 0.5, _col("outcome")),
+    "judge_score": ("winrate", _col("base_score"), _col("cand_score")),
 }
 
 
-def _pick(row: dict, key: str):
-    for name in ALIASES.get(key, (key,)):
-        if name in row and row[name] is not None:
-            return row[name]
-    return None
+def _finite(x) -> bool:
+    return isinstance(x, int | float) and math.isfinite(x)
 
 
-def _num(x) -> float | None:
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return x if math.isfinite(x) else None
-
-
-def read_examples(examples_dir: str | None) -> list[dict]:
-    """All per-example rows under `examples_dir`, normalized; [] when there are none."""
+def read_examples(examples_dir: str | None) -> dict[str, list[dict]]:
+    """{split: rows} for every Parquet file in `examples_dir`; {} when there is none."""
     if not examples_dir or not Path(examples_dir).is_dir():
-        return []
+        return {}
     import pyarrow.parquet as pq
 
+    return {f.stem: pq.read_table(f).to_pylist() for f in sorted(Path(examples_dir).glob("*.parquet"))}
+
+
+def paired(tables: dict, metric: str) -> list[dict]:
+    """[{app, task, baseline, candidate}] per example of `metric`; [] when not per-example."""
+    if metric not in PER_EXAMPLE:
+        return []
+    split, fb, fc = PER_EXAMPLE[metric]
     out = []
-    for f in sorted(Path(examples_dir).rglob("*.parquet")):
-        for raw in pq.read_table(f).to_pylist():
-            row = {
-                "metric": raw.get("metric") or f.stem,
-                "interaction_id": raw.get("interaction_id"),
-                "app": raw.get("app"), "task": raw.get("task"),
-                "baseline": _num(_pick(raw, "baseline")), "candidate": _num(_pick(raw, "candidate")),
-                "prompt": _pick(raw, "prompt"),
-                "baseline_answer": _pick(raw, "baseline_answer"),
-                "candidate_answer": _pick(raw, "candidate_answer"),
-                "outcome": _num(_pick(raw, "outcome")), "verdict": _pick(raw, "verdict"),
-            }
-            if row["outcome"] is None and row["candidate"] is not None and row["baseline_answer"] is not None:
-                row["outcome"] = row["candidate"]  # a win-rate file: candidate value is the outcome
-            out.append(row)
+    for r in tables.get(split, []):
+        b, c = fb(r), fc(r)
+        if _finite(b) and _finite(c):
+            out.append({"app": r.get("app"), "task": r.get("task"), "baseline": b, "candidate": c})
     return out
 
 
-def win_tie_loss(rows: list[dict], metric: str) -> tuple[dict, str] | None:
-    """Counts of candidate-better / tie / baseline-better, from the judge when there is one,
-    else from the per-example values of `metric`. Returns (counts, what was compared)."""
-    judged = [r for r in rows if r["outcome"] is not None and r["baseline_answer"] is not None]
-    if judged:
-        c = {"win": 0, "tie": 0, "loss": 0}
-        for r in judged:
-            c["win" if r["outcome"] > 0.5 else "loss" if r["outcome"] < 0.5 else "tie"] += 1
-        return c, f"judge verdicts on generated answers ({judged[0]['metric']})"
-    paired = [r for r in rows if r["metric"] == metric and r["baseline"] is not None
-              and r["candidate"] is not None]
-    if not paired:
+def win_tie_loss(tables: dict, metrics: list[dict], primary: str) -> tuple[dict, str] | None:
+    """(counts of candidate-better / tie / baseline-better, what was compared): the judge's
+    verdicts when answers were generated, else per-example values of the primary metric."""
+    outcomes = [r.get("outcome") for r in tables.get("winrate", []) if _finite(r.get("outcome"))]
+    if outcomes:
+        return ({"win": sum(o > 0.5 for o in outcomes), "tie": sum(o == 0.5 for o in outcomes),
+                 "loss": sum(o < 0.5 for o in outcomes)}, "the judge's verdict on both models' answers")
+    for m in metrics:  # no per-example file, but the registry kept the judge's counts
+        d = m.get("details") or {}
+        if m["metric"] == "winrate" and all(k in d for k in ("wins", "ties", "losses")):
+            return {"win": d["wins"], "tie": d["ties"], "loss": d["losses"]}, "the judge's verdict"
+    rows = paired(tables, primary)
+    if not rows:
         return None
     c = {"win": 0, "tie": 0, "loss": 0}
-    for r in paired:
+    for r in rows:
         d = r["candidate"] - r["baseline"]
         c["win" if d > 1e-12 else "loss" if d < -1e-12 else "tie"] += 1
-    return c, f"per-example {metric}"
+    return c, f"each held-out example's {primary.replace('_', ' ')}"
 
 
-def slices(rows: list[dict], metric: str) -> list[dict]:
-    """Mean baseline and candidate of `metric` per app and per app/task, with n."""
-    paired = [r for r in rows if r["metric"] == metric and r["baseline"] is not None
-              and r["candidate"] is not None]
-    groups: dict[str, list[dict]] = {}
-    for r in paired:
-        app = r["app"] or "(no app)"
-        groups.setdefault(app, []).append(r)
-        if r["task"]:
-            groups.setdefault(f"{app} / {r['task']}", []).append(r)
+def slices(tables: dict, metric: str) -> list[dict]:
+    """Baseline and candidate of `metric` per app and per app/task, with n.
+    Means for per-example metrics; kto_auc is recomputed per slice."""
+    groups: dict[str, list] = {}
+
+    def add(r, item):
+        app = r.get("app") or "(no app)"
+        groups.setdefault(app, []).append(item)
+        if r.get("task"):
+            groups.setdefault(f"{app} / {r['task']}", []).append(item)
+
+    if metric == "kto_auc":
+        for r in tables.get("kto", []):
+            if _finite(r.get("base_loglik")) and _finite(r.get("cand_loglik")) and r.get("label") is not None:
+                add(r, r)
+        stat = _auc_slice
+    else:
+        for r in paired(tables, metric):
+            add(r, r)
+        stat = _mean_slice
     out = []
     for name in sorted(groups):
-        g = groups[name]
-        b = sum(r["baseline"] for r in g) / len(g)
-        c = sum(r["candidate"] for r in g) / len(g)
-        out.append({"slice": name, "n": len(g), "baseline": b, "candidate": c, "diff": c - b})
-    # Drop a lone app/task line that repeats its app exactly.
-    return [s for s in out if not (" / " in s["slice"] and
-                                   any(o["slice"] == s["slice"].split(" / ")[0] and o["n"] == s["n"]
-                                       for o in out))]
+        b, c = stat(groups[name])
+        if b is not None and c is not None:
+            out.append({"slice": name, "n": len(groups[name]), "baseline": b, "candidate": c})
+    # An app with a single task: its "app / task" line repeats the app line; keep one.
+    return [s for s in out if not (" / " in s["slice"] and any(
+        o["slice"] == s["slice"].split(" / ")[0] and o["n"] == s["n"] for o in out))]
 
 
-def top_differences(rows: list[dict], metric: str, k: int = 5) -> list[dict]:
-    """The k examples where the models differ most: decisive judge verdicts on generated
-    answers first (largest value gap), else the largest per-example gap on `metric`."""
-    with_answers = [r for r in rows if r["baseline_answer"] is not None or r["candidate_answer"] is not None]
-    pool = with_answers or [r for r in rows if r["metric"] == metric]
-
-    def gap(r):
-        if r["baseline"] is not None and r["candidate"] is not None and r["baseline_answer"] is None:
-            return abs(r["candidate"] - r["baseline"])
-        if r["outcome"] is not None:
-            return abs(r["outcome"] - 0.5)
-        return 0.0
-
-    picked = sorted(pool, key=lambda r: (-gap(r), str(r["interaction_id"])))[:k]
-    return [_present(r) for r in picked]
+def _mean_slice(rows):
+    return (sum(r["baseline"] for r in rows) / len(rows), sum(r["candidate"] for r in rows) / len(rows))
 
 
-def _present(r: dict) -> dict:
-    """One example ready for HTML: text redacted, verdict in words."""
-    o = r["outcome"]
-    if o is not None:
-        verdict = "Candidate better" if o > 0.5 else "Baseline better" if o < 0.5 else "Tie"
-        tone = "good" if o > 0.5 else "bad" if o < 0.5 else "unsure"
-    elif r["baseline"] is not None and r["candidate"] is not None:
-        d = r["candidate"] - r["baseline"]
-        verdict = f"{r['metric']}: candidate {r['candidate']:.3f} vs baseline {r['baseline']:.3f}"
-        tone = "good" if d > 0 else "bad" if d < 0 else "unsure"
+def _auc_slice(rows):
+    from eval.metrics import auc
+
+    labels = [bool(r["label"]) for r in rows]
+    b, c = auc([r["base_loglik"] for r in rows], labels), auc([r["cand_loglik"] for r in rows], labels)
+    return (b if math.isfinite(b) else None, c if math.isfinite(c) else None)
+
+
+# ----------------------------------------------------------------------------- examples
+
+
+def top_differences(tables: dict, snapshot_path: str | None, k: int = 5) -> list[dict]:
+    """The k examples where the models differ most: judged generated answers when there
+    are any (decisive verdicts, then the largest score gap), else preference pairs
+    whose margin moved most (prompt and answers read from the snapshot's eval split)."""
+    gen = tables.get("winrate", [])
+    if gen:
+        def gap(r):
+            o = r.get("outcome")
+            s = (r.get("cand_score") or 0) - (r.get("base_score") or 0) if _finite(r.get("cand_score")) else 0
+            return (-abs(o - 0.5) if _finite(o) else 0, -abs(s), str(r.get("interaction_id")))
+        return [_judged(r) for r in sorted(gen, key=gap)[:k]]
+    pref = [r for r in tables.get("pref", []) if _finite(r.get("base_margin")) and _finite(r.get("cand_margin"))]
+    pairs = _snapshot_pairs(snapshot_path) if pref else {}
+    pref = [r for r in pref if r.get("interaction_id") in pairs]
+
+    def moved(r):
+        flipped = _acc(r["base_margin"]) != _acc(r["cand_margin"])
+        return (not flipped, -abs(r["cand_margin"] - r["base_margin"]), str(r["interaction_id"]))
+    return [_pair(r, pairs[r["interaction_id"]]) for r in sorted(pref, key=moved)[:k]]
+
+
+def _judged(r: dict) -> dict:
+    o = r.get("outcome")
+    verdict, tone = (("Judge: candidate better", "good") if _finite(o) and o > 0.5 else
+                     ("Judge: baseline better", "bad") if _finite(o) and o < 0.5 else ("Judge: tie", "unsure"))
+    return {**_where(r), "verdict": verdict, "tone": tone,
+            "prompt": redact(prompt_text(r.get("prompt"))),
+            "answers": [("Baseline answer", redact(answer_text(r.get("base_answer")))),
+                        ("Candidate answer", redact(answer_text(r.get("cand_answer"))))],
+            "detail": redact(_judge_detail(r))}
+
+
+def _pair(r: dict, pair: dict) -> dict:
+    b, c = r["base_margin"], r["cand_margin"]
+    if _acc(c) > _acc(b):
+        verdict, tone = "Candidate now prefers the user's answer; the baseline did not", "good"
+    elif _acc(c) < _acc(b):
+        verdict, tone = "Candidate now prefers the rejected answer; the baseline did not", "bad"
     else:
-        verdict, tone = "no verdict", "unsure"
-    detail = r["verdict"]
-    if detail is not None and not isinstance(detail, str):
-        detail = json.dumps(detail, default=str)
-    return {"interaction_id": r["interaction_id"], "app": r["app"], "task": r["task"],
-            "metric": r["metric"], "verdict": verdict, "tone": tone,
-            "judge_detail": redact(detail) if detail else None,
-            "prompt": redact(prompt_text(r["prompt"])),
-            "baseline_answer": redact(answer_text(r["baseline_answer"])),
-            "candidate_answer": redact(answer_text(r["candidate_answer"]))}
+        verdict, tone = ("Both prefer the user's answer" if _acc(c) == 1 else "Both prefer the rejected answer",
+                         "good" if c > b else "bad")
+    return {**_where(r), "verdict": verdict, "tone": tone,
+            "prompt": redact(prompt_text(pair["prompt"])),
+            "answers": [("Answer the user preferred", redact(answer_text(pair["chosen"]))),
+                        ("Answer the user rejected", redact(answer_text(pair["rejected"])))],
+            "detail": f"preference margin (log-prob of preferred minus rejected): baseline {b:+.2f}, "
+                      f"candidate {c:+.2f}"}
+
+
+def _where(r: dict) -> dict:
+    return {"interaction_id": r.get("interaction_id"), "app": r.get("app"), "task": r.get("task")}
+
+
+def _judge_detail(r: dict) -> str | None:
+    parts = []
+    if _finite(r.get("base_score")) and _finite(r.get("cand_score")):
+        parts.append(f"scores: baseline {r['base_score']:.2f}, candidate {r['cand_score']:.2f}")
+    d = r.get("judge_details")
+    if d:
+        parts.append(d if isinstance(d, str) else json.dumps(d, default=str))
+    return " · ".join(parts) or None
+
+
+def _snapshot_pairs(snapshot_path: str | None) -> dict[str, dict]:
+    """interaction_id -> {prompt, chosen, rejected} from the snapshot's pref/eval.parquet."""
+    f = Path(snapshot_path or "") / "pref" / "eval.parquet"
+    if not snapshot_path or not f.is_file():
+        return {}
+    import pyarrow.parquet as pq
+
+    cols = ["interaction_id", "prompt", "chosen", "rejected"]
+    return {r["interaction_id"]: r for r in pq.read_table(f, columns=cols).to_pylist()}
 
 
 def prompt_text(prompt) -> str:
@@ -175,20 +233,8 @@ def answer_text(answer) -> str:
     return str(answer)
 
 
-_EMAIL = re.compile(r"[\w.+-]+@[\w-]+(?:\.[\w-]+)+")
-_PHONE = re.compile(r"(?<!\w)\+?\d[\d ()./-]{7,}\d(?!\w)")
-
-
 def redact(text: str | None) -> str | None:
-    """PII redaction for anything shown on a page: signals.pii.redact when it exists,
-    else a conservative fallback (e-mail addresses and phone-like numbers)."""
-    if text is None:
-        return None
-    try:
-        from signals.pii import redact as signals_redact
-    except ImportError:
-        signals_redact = None
-    if signals_redact is not None:
-        out = signals_redact(text)
-        return out[0] if isinstance(out, tuple) else out
-    return _PHONE.sub("[PHONE]", _EMAIL.sub("[EMAIL]", text))
+    """Anything shown on a page goes through the exporters' PII redaction (signals.pii)."""
+    from signals.pii import redact as pii_redact
+
+    return None if text is None else pii_redact(text)[0]

@@ -83,48 +83,79 @@ def _manifest(version: str, rng: random.Random) -> dict:
             "watermark": {}, "redactions": {"email": 5}, "kto_weights": {}}
 
 
-def _examples(folder: Path, rng: random.Random, p_base: float, p_cand: float, win: float) -> dict:
-    """Per-example Parquet like the harness writes; returns the metric rows they imply."""
+def _snapshot_files(path: Path, rng: random.Random) -> dict:
+    """The snapshot's pref/eval.parquet (contract 1), which eval pages read pairs from."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
+    (path / "pref").mkdir(parents=True, exist_ok=True)
+    rows = []
+    for i in range(240):
+        app = list(APPS)[i % 3]
+        contact = f" Reach me at {PII_EMAIL} or +1 415 555 0134." if i % 40 == 0 else ""
+        rows.append({"interaction_id": f"p{i:04d}", "app": app, "task": APPS[app][0],
+                     "prompt": [{"role": "user", "content": f"Request {i} for {app}.{contact}"}],
+                     "chosen": [{"role": "assistant", "content": "Hi Maria,\nDone.\n\nBest regards,\nThe Acme team"}],
+                     "rejected": [{"role": "assistant", "content": "done"}]})
+    pq.write_table(pa.Table.from_pylist(rows), path / "pref" / "eval.parquet")
+    return {r["interaction_id"]: r for r in rows}
+
+
+def _evaluation(folder: Path, pairs: dict, rng: random.Random, p_base: float, p_cand: float,
+                judged: bool) -> dict:
+    """Per-example Parquet exactly as eval/harness.py writes it, and the metrics (real
+    paired bootstrap, eval.metrics) they imply."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from eval.metrics import Bootstrap, against_constant, paired_mean
+
+    boot = Bootstrap(resamples=200, seed=0)
     folder.mkdir(parents=True, exist_ok=True)
-    pref = {"interaction_id": [], "app": [], "task": [], "baseline": [], "candidate": []}
-    for i in range(60):
-        app = list(APPS)[i % 3]
-        pref["interaction_id"].append(f"i{i:04d}")
-        pref["app"].append(app)
-        pref["task"].append(APPS[app][0])
-        pref["baseline"].append(float(rng.random() < p_base))
-        pref["candidate"].append(float(rng.random() < p_cand + (0.1 if app == "support-reply" else 0)))
-    pq.write_table(pa.table(pref), folder / "preference_accuracy.parquet")
-    gen = {"interaction_id": [], "app": [], "task": [], "prompt": [], "baseline_answer": [],
-           "candidate_answer": [], "outcome": [], "verdict": []}
-    for i in range(24):
-        app = list(APPS)[i % 3]
-        o = 1.0 if rng.random() < win else (0.5 if rng.random() < 0.3 else 0.0)
-        gen["interaction_id"].append(f"g{i:03d}")
-        gen["app"].append(app)
-        gen["task"].append(APPS[app][0])
-        contact = f" Reach me at {PII_EMAIL} or +1 415 555 0134." if i == 0 else ""
-        gen["prompt"].append([{"role": "system", "content": "You are a helpful support agent."},
-                              {"role": "user", "content": f"My refund has not arrived yet.{contact}"}])
-        gen["baseline_answer"].append("Your refund is on its way.")
-        gen["candidate_answer"].append("Hi Maria,\nYour refund was issued and reaches your bank within 5 days."
-                                       "\n\nBest regards,\nThe Acme team")
-        gen["outcome"].append(o)
-        gen["verdict"].append({1.0: "candidate passes 2/2 checks, baseline 0/2", 0.5: "both pass 1/2",
-                               0.0: "baseline passes 2/2 checks, candidate 1/2"}[o])
-    pq.write_table(pa.table(gen), folder / "winrate.parquet")
-    n = len(pref["baseline"])
-    b, c = sum(pref["baseline"]) / n, sum(pref["candidate"]) / n
-    w = sum(gen["outcome"]) / len(gen["outcome"])
-    return {"preference_accuracy": (b, c, n), "winrate": (0.5, w, len(gen["outcome"]))}
+    ids = list(pairs)
+    extras = {"interaction_id": ids, "app": [pairs[i]["app"] for i in ids],
+              "task": [pairs[i]["task"] for i in ids], "origin": ["edit"] * len(ids)}
+    lift = [0.15 if a == "support-reply" else 0.0 for a in extras["app"]]
+    bm = [abs(rng.gauss(0.5, 1)) * (1 if rng.random() < p_base else -1) for _ in ids]
+    cm = [abs(rng.gauss(0.8, 1)) * (1 if rng.random() < p_cand + u else -1) for u in lift]
+    pq.write_table(pa.table({**extras, "base_margin": bm, "cand_margin": cm,
+                             "base_margin_norm": [x / 9 for x in bm], "cand_margin_norm": [x / 9 for x in cm]}),
+                   folder / "pref.parquet")
+    bl = [rng.gauss(-1.9, 0.3) for _ in ids]
+    cl = [x + rng.gauss((p_cand - p_base) * 0.5, 0.2) for x in bl]
+    pq.write_table(pa.table({**extras, "tokens": [12] * len(ids), "base_loglik": bl, "cand_loglik": cl}),
+                   folder / "sft.parquet")
+    acc = np.vectorize(lambda m: 1.0 if m > 0 else 0.0 if m < 0 else 0.5)
+    metrics = [paired_mean("preference_accuracy", acc(bm), acc(cm), boot),
+               paired_mean("preference_margin", bm, cm, boot, unit="nats (sum)"),
+               paired_mean("sft_loglik", bl, cl, boot, unit="nats per token")]
+    if judged:
+        n = 24
+        out = [1.0 if rng.random() < p_cand else (0.5 if rng.random() < 0.3 else 0.0) for _ in range(n)]
+        pq.write_table(pa.table({
+            "interaction_id": ids[:n], "app": extras["app"][:n], "task": extras["task"][:n],
+            "origin": ["edit"] * n,
+            "prompt": [json.dumps([{"role": "system", "content": "You are a helpful support agent."}]
+                                  + pairs[i]["prompt"]) for i in ids[:n]],
+            "base_answer": ["Your refund is on its way."] * n,
+            "cand_answer": ["Hi Maria,\nYour refund was issued and reaches your bank within 5 days."
+                            "\n\nBest regards,\nThe Acme team"] * n,
+            "outcome": out, "base_score": [0.5 if o < 1 else 0.0 for o in out],
+            "cand_score": [1.0 if o == 1 else 0.5 if o == 0.5 else 0.0 for o in out],
+            "judge_details": [json.dumps({"candidate": {"greeting": o == 1}, "baseline": {"greeting": False}})
+                              for o in out]}), folder / "winrate.parquet")
+        o = np.array(out)
+        metrics.append(against_constant("winrate", o, 0.5, boot, judge="rules", wins=int((o == 1).sum()),
+                                        ties=int((o == 0.5).sum()), losses=int((o == 0).sum())))
+    return {m.name: m for m in metrics}
 
 
 def make_store(db: Path, work: Path, seed: int = 0) -> Path:
     """A store with a week of signal, three snapshots (one revoked), five evaluations
-    (promote, reject, promote, inconclusive, failed) and a promote/rollback history."""
+    (promote, reject, promote, inconclusive, failed; decided by the real gate) and a
+    promote / rollback / re-promote history."""
+    from eval.gate import decide
     from signals.store import connect
 
     rng = random.Random(seed)
@@ -132,7 +163,9 @@ def make_store(db: Path, work: Path, seed: int = 0) -> Path:
     _snapshot_tables(con)
     _signal(con, rng)
     snaps = {"snap-a1": "user u7 asked to be forgotten", "snap-b2": None, "snap-c3": None}
+    pairs = {}
     for i, (v, revoked) in enumerate(snaps.items()):
+        pairs[v] = _snapshot_files(work / "snapshots" / v, rng)
         con.execute("INSERT INTO snapshots VALUES (?, 'demo', ?, ?, ?, ?, ?)",
                     [v, str(work / "snapshots" / v), json.dumps(_manifest(v, rng)), T0 + timedelta(days=i),
                      T0 + timedelta(days=6) if revoked else None, revoked])
@@ -144,33 +177,27 @@ def make_store(db: Path, work: Path, seed: int = 0) -> Path:
                     [run_id, f"{method}_lora_tiny", method, str(work / "runs" / run_id),
                      str(work / "runs" / run_id / "adapter"), "models/smollm2-135m", True, snap,
                      json.dumps({"run_id": run_id}), T0 + timedelta(days=i + 1)])
-    plans = [("promote", 0.55, 0.72, 0.70), ("reject", 0.62, 0.52, 0.25), ("promote", 0.62, 0.80, 0.80),
-             ("inconclusive", 0.70, 0.73, 0.50), ("inconclusive", None, None, None)]
+    # (expected decision, baseline accuracy, candidate accuracy, judged answers?)
+    plans = [("promote", 0.55, 0.80, True), ("reject", 0.65, 0.45, True), ("promote", 0.60, 0.85, True),
+             ("inconclusive", 0.70, 0.66, False), ("inconclusive", None, None, False)]
     gate = {"primary": "preference_accuracy", "margin": 0.0, "min_eval_size": 20,
             "guards": {"sft_loglik": 0.25}}
-    for i, ((run_id, _, _), (decision, pb, pc, win)) in enumerate(zip(runs, plans, strict=True)):
+    for i, ((run_id, _, snap), (expected, pb, pc, judged)) in enumerate(zip(runs, plans, strict=True)):
         eval_id = f"{run_id}-eval"
         at = T0 + timedelta(days=i + 1, hours=3)
-        ex_dir = work / "runs" / run_id / "eval" / "examples"
+        ex_dir = work / "runs" / run_id / "eval" / eval_id
         error = "model folder has no weights (adapter_model.safetensors missing)" if pb is None else None
-        if pb is not None:
-            implied = _examples(ex_dir, rng, pb, pc, win)
-            implied["reward_margin"] = (0.8, 0.8 + (pc - pb) * 3, 30)
-            implied["sft_loglik"] = (-1.9, -1.9 + (pc - pb) * 0.5, 40)
-            for metric, (b, c, n) in implied.items():
-                half = 1.96 * (0.25 / n) ** 0.5
-                con.execute("INSERT INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                            [eval_id, run_id, metric, b, c, c - b, c - b - half, c - b + half, n, 2.8 * half / 1.96,
-                             json.dumps({"resamples": 1000, "confidence": 0.95}), at])
-        reasons = {"promote": ["preference_accuracy: lower bound clears margin +0.0000",
-                               "sft_loglik: within guard -0.25"],
-                   "reject": ["preference_accuracy: upper bound is below margin +0.0000"],
-                   "inconclusive": ["preference_accuracy: interval includes the margin; more data needed"
-                                    if error is None else f"evaluation failed: {error}"]}[decision]
+        metrics = {} if pb is None else _evaluation(ex_dir, pairs[snap], rng, pb, pc, judged)
+        decision = decide(metrics, gate, error=error)
+        assert decision["decision"] == expected, (eval_id, decision)
+        for m in metrics.values():
+            con.execute("INSERT INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                        [eval_id, run_id, m.name, m.baseline, m.candidate, m.diff, m.ci_low, m.ci_high, m.n,
+                         m.mde, json.dumps(m.details), at])
         con.execute("INSERT INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [eval_id, run_id, decision, json.dumps(reasons), json.dumps(gate),
-                     json.dumps({"batch_size": 16}), "models/smollm2-135m", runs[i][2],
-                     str(ex_dir) if pb is not None else None, error, at])
+                    [eval_id, run_id, decision["decision"], json.dumps(decision["reasons"]), json.dumps(gate),
+                     json.dumps({"batch_size": 16}), "models/smollm2-135m", snap,
+                     None if error else str(ex_dir), error, at])
     moves = [("promote", "sft_lora_tiny-001", None, "sft_lora_tiny-001-eval", "gate decision"),
              ("promote", "dpo_lora_tiny-003", "sft_lora_tiny-001", "dpo_lora_tiny-003-eval", "gate decision"),
              ("rollback", "sft_lora_tiny-001", "dpo_lora_tiny-003", None, "support team reported terse replies"),
@@ -251,7 +278,12 @@ def visit(browser, url: str, shot: Path) -> dict:
                 traces: (d._fullData || []).length,
                 drawn: d.querySelectorAll('.plot .trace, .barlayer .point, .scatterlayer .trace').length};
     })""")
-    n_divs = page.evaluate("document.querySelectorAll('.chart > div > div[id]').length")
+    n_divs = page.evaluate("document.querySelectorAll('.chart div[id^=chart-]').length")
+    dup_ids = page.evaluate("""() => { const seen = {}, dup = [];
+        for (const el of document.querySelectorAll('[id]')) { if (seen[el.id]) dup.push(el.id); seen[el.id] = 1; }
+        return dup; }""")
+    if dup_ids:
+        problems.append(f"duplicate element ids: {dup_ids}")
     shot.parent.mkdir(parents=True, exist_ok=True)
     page.screenshot(path=str(shot), full_page=True)
     text = page.inner_text("body")
@@ -316,7 +348,7 @@ def test_index_tells_the_story(site, browser, tmp_path):
     assert "ROLLBACK" in text.upper() and "support team reported terse replies" in text
     assert "1 model trained on revoked data" in text and "sft_lora_tiny-001" in text
     ids = {c["id"] for c in got["charts"]}
-    assert {"evals-0", "signal-per-day", "rates-per-app"} <= ids
+    assert {"chart-evals-0", "chart-signal-per-day", "chart-rates-per-app"} <= ids
     for app in APPS:
         assert app in text
 
@@ -328,10 +360,24 @@ def test_eval_page_shows_decision_and_evidence(site, browser, tmp_path):
     text = got["text"]
     assert "REJECT" in text and "upper bound is below margin" in text
     ids = {c["id"] for c in got["charts"]}
-    assert {"metric-diffs", "win-tie-loss", "slices", "composition", "exclusions"} <= ids
+    assert {f"chart-{c}" for c in ("metric-diffs", "win-tie-loss", "slices", "composition",
+                                   "exclusions")} <= ids
     assert "Picks the answer users preferred" in text and "Examples (n)" in text
-    assert "Candidate answer" in text and "[EMAIL]" in text and PII_EMAIL not in text
+    assert "CANDIDATE ANSWER" in text.upper() and "Judge: candidate better" in text
+    assert "[EMAIL]" in text and "[PHONE]" in text and PII_EMAIL not in text
     assert "forgotten user" in text or "forgotten_user" in text
+
+
+@needs_chromium
+def test_eval_without_judge_shows_preference_pairs(site, browser, tmp_path):
+    """No generated answers: the examples are the preference pairs whose margin moved most."""
+    out, _ = site
+    got = visit(browser, (out / "evals" / "kto_lora_tiny-004-eval.html").as_uri(), tmp_path / "k.png")
+    text = got["text"]
+    assert "INCONCLUSIVE" in text and "interval includes margin" in text
+    assert "ANSWER THE USER PREFERRED" in text.upper() and "preference margin" in text
+    assert "each held-out example's preference accuracy" in text
+    assert PII_EMAIL not in text
 
 
 @needs_chromium
