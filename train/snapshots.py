@@ -3,7 +3,8 @@
 The build stage (parent process) resolves which snapshot a run uses: an explicit
 `snapshot=` (a version under `snapshot_root`, or a folder), else `signals.build.
 build_snapshot(recipe, store, root)` when the builder is installed, else the
-built-in smoke snapshot for `data=smoke`. The choice is frozen into the run config
+built-in smoke snapshot for `data=smoke`. A missing store with `seed_store`
+set (the smoke exp) is first filled by the product simulator through real ingest. The choice is frozen into the run config
 (`resolved.snapshot`), so a resumed run and every rank read the same files.
 """
 
@@ -54,6 +55,8 @@ def resolve(cfg: DictConfig) -> SnapshotRef:
         given = Path(str(cfg.snapshot))
         ref = _read(given if (given / "manifest.json").exists() else Path(cfg.snapshot_root) / given)
     elif builder is not None:
+        if cfg.get("seed_store") and not Path(str(cfg.store)).exists():
+            seed_store(cfg)
         recipe = OmegaConf.to_container(cfg.data, resolve=True)
         snap = builder.build_snapshot(recipe, str(cfg.store), root=str(cfg.snapshot_root))
         ref = SnapshotRef(str(snap.version), str(snap.path), dict(snap.manifest))
@@ -68,6 +71,19 @@ def resolve(cfg: DictConfig) -> SnapshotRef:
                            "snapshot can be built; pass snapshot=VERSION_OR_PATH")
     check_not_revoked(cfg, ref)
     return ref
+
+
+def seed_store(cfg: DictConfig) -> None:
+    """Fill a missing store with the seeded product simulator (scripts/simulate.py) through
+    the real ingest, so `+exp=smoke` runs the whole pipeline with no data of one's own."""
+    from scripts.simulate import simulate
+    from signals.ingest import ingest_paths
+
+    spec = OmegaConf.to_container(cfg.seed_store.simulate, resolve=True)
+    landing = Path(str(cfg.store)).parent / "landing"
+    print(f"train: seeding {cfg.store} with simulated logs ({spec})")
+    simulate(landing, **spec)
+    ingest_paths([str(landing)], db=str(cfg.store), progress=False)
 
 
 def check_not_revoked(cfg: DictConfig, ref: SnapshotRef) -> None:
