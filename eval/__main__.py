@@ -148,7 +148,10 @@ def cmd_rollback(argv: list[str]) -> int:
     return 0
 
 
-COMMANDS = {"registry": cmd_registry, "promote": cmd_promote, "rollback": cmd_rollback}
+from eval.dashboard import cmd_dashboard  # noqa: E402  (light; plotly loads only when it runs)
+
+COMMANDS = {"registry": cmd_registry, "promote": cmd_promote, "rollback": cmd_rollback,
+            "dashboard": cmd_dashboard}
 
 
 def main(argv: list[str] | None = None) -> int:

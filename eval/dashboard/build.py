@@ -111,6 +111,7 @@ def index_view(data: SiteData) -> dict:
     for e in data.evals:
         e = dict(e, primary=_primary(data, e), page=f"evals/{page_name(e['eval_id'])}.html")
         e["tone"] = _tone(e["primary"])
+        e["tainted"] = any(t["run_id"] == e["run_id"] for t in data.tainted)
         evals.append(e)
     charts_html = {}
     by_metric: dict[str, list[dict]] = {}
@@ -180,9 +181,17 @@ def eval_view(data: SiteData, e: dict) -> dict:
         charts_html["composition"] = charts.html(charts.composition(counts), "composition")
     if excl:
         charts_html["exclusions"] = charts.html(charts.exclusions(excl), "exclusions")
+    primary = next((m for m in metrics if m["is_primary"] and m["diff"] is not None), None)
+    headline = None
+    if primary is not None:
+        pm = e["primary_metric"]
+        headline = (f"On “{metric_label(pm)}” the candidate scores {fmt_value(primary['candidate'], pm)}, "
+                    f"the baseline {fmt_value(primary['baseline'], pm)}: a change of {fmt_diff(primary['diff'], pm)} "
+                    f"(95% range {fmt_diff(primary['ci_low'], pm)} to {fmt_diff(primary['ci_high'], pm)}, "
+                    f"{primary['n']:,} examples).")
     run = data.runs.get(e["run_id"], {})
     tainted = next((t for t in data.tainted if t["run_id"] == e["run_id"]), None)
-    return {"e": e, "metrics": metrics, "charts": charts_html, "wtl": wtl,
+    return {"e": e, "metrics": metrics, "headline": headline, "charts": charts_html, "wtl": wtl,
             "slices": sl, "slice_metric": slice_metric, "gate": gate,
             "examples": ex.top_differences(tables, snapshot_path(data, e["snapshot_version"])),
             "manifest": manifest, "counts": counts, "exclusions": excl, "run": run,
@@ -250,7 +259,8 @@ def dashboard(out: str = "dashboard", db: str | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval dashboard", description=dashboard.__doc__.splitlines()[0])
     p.add_argument("--out", default="dashboard", help="folder to write (default: dashboard)")
-    p.add_argument("--db", default=None, help="signal store (default: $SIGNALS_DB or data/signal.duckdb)")
+    p.add_argument("--db", "--store", dest="db", default=None,
+                   help="signal store (default: $SIGNALS_DB or data/signal.duckdb)")
     args = p.parse_args(argv)
     return dashboard(out=args.out, db=args.db)
 

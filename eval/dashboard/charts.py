@@ -30,6 +30,8 @@ def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
                       font=dict(family="system-ui, -apple-system, Segoe UI, Roboto, sans-serif",
                                 size=13),
                       legend=dict(orientation="h", yanchor="bottom", y=1.02, x=0, traceorder="normal"), **kw)
+    fig.update_yaxes(automargin=True)
+    fig.update_xaxes(automargin=True)
     return fig
 
 
@@ -106,7 +108,9 @@ def evals_over_time(evals: list[dict], metric: str, label: str) -> go.Figure:
             hovertemplate="candidate %{y:.3f}<br>run %{customdata[0]}<br>eval %{customdata[1]}"
                           f"<extra>{decision}</extra>")
     fig.update_yaxes(title_text=label)
-    fig.update_xaxes(title_text="Evaluated at")
+    fig.update_xaxes(title_text="Evaluated at", tickformatstops=[
+        dict(dtickrange=[None, 86400000], value="%d %b %H:%M"),
+        dict(dtickrange=[86400000, None], value="%d %b %Y")])
     return _layout(fig, 380)
 
 
@@ -133,7 +137,7 @@ def metric_diffs(metrics: list[dict], labels: dict[str, str], margin: float | No
     fig.update_xaxes(title_text="Candidate minus baseline (right of 0 = candidate better)",
                      zeroline=False)
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, 120 + 50 * max(1, len(ms)), margin=dict(l=220, r=30, t=30, b=50))
+    return _layout(fig, 120 + 50 * max(1, len(ms)), margin=dict(l=20, r=40, t=30, b=50))
 
 
 def win_tie_loss(counts: dict[str, int]) -> go.Figure:
@@ -161,7 +165,7 @@ def slices(rows: list[dict], label: str) -> go.Figure:
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text=label)
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, 120 + 60 * max(1, len(rows)), margin=dict(l=220, r=30, t=30, b=50))
+    return _layout(fig, 120 + 60 * max(1, len(rows)), margin=dict(l=20, r=40, t=30, b=50))
 
 
 def composition(counts: dict) -> go.Figure:
@@ -187,7 +191,7 @@ def exclusions(reasons: dict) -> go.Figure:
                 hovertemplate="%{y}: %{x}<extra></extra>", showlegend=False)
     fig.update_xaxes(title_text="Interactions left out")
     fig.update_yaxes(autorange="reversed")
-    return _layout(fig, 110 + 40 * max(1, len(items)), margin=dict(l=220, r=40, t=30, b=50))
+    return _layout(fig, 110 + 40 * max(1, len(items)), margin=dict(l=20, r=40, t=30, b=50))
 
 
 KIND_NAMES = {"sft": "Demonstrations<br>(SFT)", "pref": "Preference pairs<br>(DPO)",

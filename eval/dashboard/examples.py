@@ -142,10 +142,9 @@ def top_differences(tables: dict, snapshot_path: str | None, k: int = 5) -> list
     gen = tables.get("winrate", [])
     if gen:
         def gap(r):
-            o = r.get("outcome")
-            s = (r.get("cand_score") or 0) - (r.get("base_score") or 0) if _finite(r.get("cand_score")) else 0
-            return (-abs(o - 0.5) if _finite(o) else 0, -abs(s), str(r.get("interaction_id")))
-        return [_judged(r) for r in sorted(gen, key=gap)[:k]]
+            s = (r["cand_score"] - r["base_score"]) if _finite(r.get("cand_score")) and _finite(r.get("base_score")) else 0
+            return (-abs(s), str(r.get("interaction_id")))
+        return [_judged(r) for r in _balanced(gen, lambda r: _side(r.get("outcome"), 0.5), gap, k)]
     pref = [r for r in tables.get("pref", []) if _finite(r.get("base_margin")) and _finite(r.get("cand_margin"))]
     pairs = _snapshot_pairs(snapshot_path) if pref else {}
     pref = [r for r in pref if r.get("interaction_id") in pairs]
@@ -153,7 +152,29 @@ def top_differences(tables: dict, snapshot_path: str | None, k: int = 5) -> list
     def moved(r):
         flipped = _acc(r["base_margin"]) != _acc(r["cand_margin"])
         return (not flipped, -abs(r["cand_margin"] - r["base_margin"]), str(r["interaction_id"]))
-    return [_pair(r, pairs[r["interaction_id"]]) for r in sorted(pref, key=moved)[:k]]
+    picked = _balanced(pref, lambda r: _side(r["cand_margin"], r["base_margin"]), moved, k)
+    return [_pair(r, pairs[r["interaction_id"]]) for r in picked]
+
+
+def _side(value, reference) -> int:
+    """1 where the candidate did better, -1 where the baseline did, 0 for a tie."""
+    if not _finite(value):
+        return 0
+    return 1 if value > reference else -1 if value < reference else 0
+
+
+def _balanced(rows: list[dict], side, key, k: int) -> list[dict]:
+    """Up to k rows, alternating the candidate's best and worst cases (each list sorted by
+    `key`), so a page shows both why a model might win and where it still loses."""
+    better = sorted((r for r in rows if side(r) > 0), key=key)
+    worse = sorted((r for r in rows if side(r) < 0), key=key)
+    ties = sorted((r for r in rows if side(r) == 0), key=key)
+    out = []
+    while len(out) < k and (better or worse):
+        for lst in (better, worse):
+            if lst and len(out) < k:
+                out.append(lst.pop(0))
+    return out + ties[: k - len(out)]
 
 
 def _judged(r: dict) -> dict:
@@ -193,9 +214,24 @@ def _judge_detail(r: dict) -> str | None:
     if _finite(r.get("base_score")) and _finite(r.get("cand_score")):
         parts.append(f"scores: baseline {r['base_score']:.2f}, candidate {r['cand_score']:.2f}")
     d = r.get("judge_details")
+    if isinstance(d, str):
+        try:
+            d = json.loads(d)
+        except json.JSONDecodeError:
+            pass
     if d:
-        parts.append(d if isinstance(d, str) else json.dumps(d, default=str))
+        parts.append(_plain(d))
     return " · ".join(parts) or None
+
+
+def _plain(d, sep: str = "; ") -> str:
+    """Judge details in words: {"candidate": {"greeting": true}} -> 'candidate: greeting ✓'."""
+    if isinstance(d, dict):
+        return sep.join(f"{k} {_plain(v)}" if isinstance(v, bool) else f"{k}: {_plain(v, ', ')}"
+                        for k, v in d.items())
+    if isinstance(d, bool):
+        return "✓" if d else "✗"
+    return str(d)
 
 
 def _snapshot_pairs(snapshot_path: str | None) -> dict[str, dict]:

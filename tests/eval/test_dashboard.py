@@ -1,7 +1,7 @@
 """The static dashboard, built from a real store and loaded in headless Chromium.
 
 The store is populated the way the pipeline fills it: signal rows per 0001, snapshot
-rows per 0002 (contract 1), registry rows per 0003 (runs, eval_results, decisions,
+rows per 0002, registry rows per 0003 (runs, eval_results, decisions,
 aliases) and per-example Parquet files like the harness writes. Every page is loaded
 from file:// and over http.server; no console errors, no request leaves the machine,
 every chart draws, and a screenshot of each page is saved for review.
@@ -13,6 +13,8 @@ import json
 import os
 import random
 import shutil
+import subprocess
+import sys
 import threading
 from datetime import UTC, datetime, timedelta
 from functools import partial
@@ -21,6 +23,7 @@ from pathlib import Path
 
 import pytest
 
+ROOT = Path(__file__).resolve().parents[2]
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
                  "--disable-component-update", "--disable-sync", "--no-first-run"]
@@ -35,15 +38,6 @@ needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
 
 
 # ----------------------------------------------------------------------------- the store
-
-
-def _snapshot_tables(con) -> None:
-    """Contract 1's snapshot tables, for a checkout where 0002_snapshots.sql has not landed."""
-    con.execute("CREATE TABLE IF NOT EXISTS snapshots (version VARCHAR PRIMARY KEY, recipe_name VARCHAR, "
-                "path VARCHAR, manifest JSON, created_at TIMESTAMPTZ, revoked_at TIMESTAMPTZ, "
-                "revoked_reason VARCHAR)")
-    con.execute("CREATE TABLE IF NOT EXISTS snapshot_members (version VARCHAR, interaction_id VARCHAR, "
-                "user_id VARCHAR)")
 
 
 def _signal(con, rng: random.Random) -> None:
@@ -160,7 +154,6 @@ def make_store(db: Path, work: Path, seed: int = 0) -> Path:
 
     rng = random.Random(seed)
     con = connect(db)
-    _snapshot_tables(con)
     _signal(con, rng)
     snaps = {"snap-a1": "user u7 asked to be forgotten", "snap-b2": None, "snap-c3": None}
     pairs = {}
@@ -252,8 +245,9 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
-def visit(browser, url: str, shot: Path) -> dict:
-    """Load `url`; return console errors, page errors, off-machine requests and chart stats."""
+def visit(browser, url: str, shot: Path | None) -> dict:
+    """Load `url`; return console errors, page errors, off-machine requests, chart stats,
+    the visible text and links; save a full-page screenshot to `shot` when given."""
     page = browser.new_page(viewport={"width": 1280, "height": 900})
     problems, outside = [], []
     page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}")
@@ -284,13 +278,14 @@ def visit(browser, url: str, shot: Path) -> dict:
         return dup; }""")
     if dup_ids:
         problems.append(f"duplicate element ids: {dup_ids}")
-    shot.parent.mkdir(parents=True, exist_ok=True)
-    page.screenshot(path=str(shot), full_page=True)
+    if shot is not None:
+        shot.parent.mkdir(parents=True, exist_ok=True)
+        page.screenshot(path=str(shot), full_page=True)
     text = page.inner_text("body")
     links = page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
     page.close()
     return {"problems": problems, "outside": outside, "charts": charts, "n_divs": n_divs,
-            "text": text, "links": links}
+            "text": text, "links": links, "shot": shot}
 
 
 def _review_copy(shots: list[Path]) -> None:
@@ -315,17 +310,30 @@ def test_site_layout_is_self_contained(site):
     assert PII_EMAIL not in "".join(p.read_text() for p in pages)
 
 
-@needs_chromium
-@pytest.mark.parametrize("mode", ["file", "http"])
-def test_every_page_renders_in_chromium(site, browser, server, mode, tmp_path):
+@pytest.fixture(scope="module")
+def visits(site, browser, server, tmp_path_factory) -> dict:
+    """Every page loaded once from file:// (full-page screenshot saved as an artifact) and
+    once over http.server: {(mode, page): result}."""
     out, pages = site
-    shots = []
+    artifacts = tmp_path_factory.mktemp("artifacts")
+    got, shots = {}, []
     for p in pages:
         rel = p.relative_to(out).as_posix()
-        url = p.as_uri() if mode == "file" else f"{server}/{rel}"
-        shot = tmp_path / "artifacts" / f"{mode}-{rel.replace('/', '-')}.png"
-        got = visit(browser, url, shot)
+        shot = artifacts / f"{rel.replace('/', '-').removesuffix('.html')}.png"
+        got["file", rel] = visit(browser, p.as_uri(), shot)
+        got["http", rel] = visit(browser, f"{server}/{rel}", None)
         shots.append(shot)
+    _review_copy(shots)
+    return got
+
+
+@needs_chromium
+@pytest.mark.parametrize("mode", ["file", "http"])
+def test_every_page_renders_in_chromium(site, visits, mode):
+    out, pages = site
+    for p in pages:
+        rel = p.relative_to(out).as_posix()
+        got = visits[mode, rel]
         assert got["problems"] == [], (rel, got["problems"])
         assert got["outside"] == [], (rel, got["outside"])
         assert got["charts"], f"{rel}: no chart on the page"
@@ -334,15 +342,13 @@ def test_every_page_renders_in_chromium(site, browser, server, mode, tmp_path):
             assert c["w"] > 100 and c["h"] > 100 and c["traces"] > 0 and c["drawn"] > 0, (rel, c)
         for href in got["links"]:
             assert (p.parent / href).resolve().is_file(), f"{rel}: broken link {href}"
-        assert shot.stat().st_size > 10_000
-    if mode == "file":
-        _review_copy(shots)
+        if mode == "file":
+            assert got["shot"].stat().st_size > 10_000
 
 
 @needs_chromium
-def test_index_tells_the_story(site, browser, tmp_path):
-    out, _ = site
-    got = visit(browser, (out / "index.html").as_uri(), tmp_path / "index.png")
+def test_index_tells_the_story(visits):
+    got = visits["file", "index.html"]
     text = got["text"]
     assert "Model in production now" in text and "dpo_lora_tiny-003" in text
     assert "ROLLBACK" in text.upper() and "support team reported terse replies" in text
@@ -354,26 +360,25 @@ def test_index_tells_the_story(site, browser, tmp_path):
 
 
 @needs_chromium
-def test_eval_page_shows_decision_and_evidence(site, browser, tmp_path):
-    out, _ = site
-    got = visit(browser, (out / "evals" / "dpo_lora_tiny-002-eval.html").as_uri(), tmp_path / "e.png")
+def test_eval_page_shows_decision_and_evidence(visits):
+    got = visits["file", "evals/dpo_lora_tiny-002-eval.html"]
     text = got["text"]
     assert "REJECT" in text and "upper bound is below margin" in text
+    assert "the candidate scores" in text and "240 examples" in text
     ids = {c["id"] for c in got["charts"]}
     assert {f"chart-{c}" for c in ("metric-diffs", "win-tie-loss", "slices", "composition",
                                    "exclusions")} <= ids
     assert "Picks the answer users preferred" in text and "Examples (n)" in text
-    assert "CANDIDATE ANSWER" in text.upper() and "Judge: candidate better" in text
+    assert "CANDIDATE ANSWER" in text.upper()
+    assert "Judge: candidate better" in text and "Judge: baseline better" in text
     assert "[EMAIL]" in text and "[PHONE]" in text and PII_EMAIL not in text
     assert "forgotten user" in text or "forgotten_user" in text
 
 
 @needs_chromium
-def test_eval_without_judge_shows_preference_pairs(site, browser, tmp_path):
+def test_eval_without_judge_shows_preference_pairs(visits):
     """No generated answers: the examples are the preference pairs whose margin moved most."""
-    out, _ = site
-    got = visit(browser, (out / "evals" / "kto_lora_tiny-004-eval.html").as_uri(), tmp_path / "k.png")
-    text = got["text"]
+    text = visits["file", "evals/kto_lora_tiny-004-eval.html"]["text"]
     assert "INCONCLUSIVE" in text and "interval includes margin" in text
     assert "ANSWER THE USER PREFERRED" in text.upper() and "preference margin" in text
     assert "each held-out example's preference accuracy" in text
@@ -381,9 +386,8 @@ def test_eval_without_judge_shows_preference_pairs(site, browser, tmp_path):
 
 
 @needs_chromium
-def test_failed_eval_page_says_so(site, browser, tmp_path):
-    out, _ = site
-    got = visit(browser, (out / "evals" / "orpo_lora_tiny-005-eval.html").as_uri(), tmp_path / "f.png")
+def test_failed_eval_page_says_so(visits):
+    got = visits["file", "evals/orpo_lora_tiny-005-eval.html"]
     assert got["problems"] == []
     assert "INCONCLUSIVE" in got["text"] and "The evaluation failed" in got["text"]
     assert "No scores were recorded" in got["text"]
@@ -396,10 +400,15 @@ def test_empty_or_missing_store_gives_a_page(kind, tmp_path, browser):
     from signals.store import connect
 
     db = tmp_path / "signal.duckdb"
+    out = tmp_path / "site"
     if kind == "empty":
         connect(db).close()
-    out = tmp_path / "site"
-    assert main(["--out", str(out), "--db", str(db)]) == 0
+        assert main(["--out", str(out), "--db", str(db)]) == 0
+    else:  # through the real CLI entry point
+        r = subprocess.run([sys.executable, "-m", "eval", "dashboard", "--out", str(out), "--db", str(db)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 0, r.stderr
+        assert "no signal store" in r.stderr and "page(s)" in r.stdout
     got = visit(browser, (out / "index.html").as_uri(), tmp_path / "artifacts" / f"{kind}-index.png")
     assert got["problems"] == [] and got["charts"] == []
     if kind == "empty":
@@ -410,11 +419,12 @@ def test_empty_or_missing_store_gives_a_page(kind, tmp_path, browser):
     _review_copy([tmp_path / "artifacts" / f"{kind}-index.png"])
 
 
-def test_rebuild_drops_pages_of_vanished_evals(tmp_path):
+def test_rebuild_drops_pages_of_vanished_evals(site, tmp_path):
     from eval.dashboard.build import build_site
     from signals.store import connect
 
-    db = make_store(tmp_path / "signal.duckdb", tmp_path)
+    db = tmp_path / "signal.duckdb"
+    shutil.copyfile(site[0].parent / "signal.duckdb", db)
     out = tmp_path / "site"
     build_site(db, out)
     con = connect(db)
