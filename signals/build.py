@@ -107,9 +107,9 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute("SET TimeZone = 'UTC'")
     _bind(con, r)
-    _load_benchmark(con, r["split"]["benchmark_prompts"])
     bar.set_description("build: interactions")
     _run(con, "build_interactions")
+    _load_benchmark(con, r["split"]["benchmark_prompts"])
     bar.update()
     if r["split"]["method"] == "time" and r["split"]["cutoff"] is None:
         _bind_newest_cutoff(con, r["split"]["eval_fraction"])
@@ -237,7 +237,7 @@ def _bind_newest_cutoff(con: duckdb.DuckDBPyConnection, eval_fraction: float) ->
 
 
 # The normalization of build_interactions.sql's last_user_key, applied to benchmark prompts.
-_NORM_KEY = "md5_number(regexp_replace(lower(trim(p)), '\\s+', ' ', 'g'))"
+_NORM_KEY = "md5_number(b_norm(lower(p)))"
 
 
 def _load_benchmark(con: duckdb.DuckDBPyConnection, path: str | None) -> None:

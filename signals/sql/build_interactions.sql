@@ -1,6 +1,8 @@
 -- Build step 1: every interaction, parsed once, with the FIRST reason it is excluded
 -- (NULL = kept) and its split bucket. Parameters are session variables
 -- (getvariable('b_*')) set by signals/build.py from the recipe with bound values.
+-- b_norm(x): whitespace runs to one space, then trimmed (the one text normalization).
+CREATE OR REPLACE TEMP MACRO b_norm(x) AS trim(regexp_replace(x, '\s+', ' ', 'g'));
 CREATE OR REPLACE TEMP TABLE b_int AS
 WITH forgotten AS (          -- users whose tombstone (sha256 of user_id) is in the store
     SELECT u.user_id
@@ -19,12 +21,10 @@ measured AS (
         coalesce(list_sum(list_transform(prompt, lambda m: length(coalesce(m.content, '')))), 0) AS prompt_chars,
         length(completion) AS completion_chars,
         -- the normalized prompt (roles and contents, lower-case, whitespace collapsed), as a hash
-        md5_number(regexp_replace(lower(trim(array_to_string(
-            list_transform(prompt, lambda m: coalesce(m.role, '') || ': ' || coalesce(m.content, '')), chr(10)))),
-            '\s+', ' ', 'g')) AS prompt_key,
+        md5_number(b_norm(lower(array_to_string(
+            list_transform(prompt, lambda m: coalesce(m.role, '') || ': ' || coalesce(m.content, '')), chr(10))))) AS prompt_key,
         -- the normalized last user message, for matching benchmark prompts
-        md5_number(regexp_replace(lower(trim(coalesce(
-            list_filter(prompt, lambda m: m.role = 'user')[-1].content, ''))), '\s+', ' ', 'g')) AS last_user_key
+        md5_number(b_norm(lower(coalesce(list_filter(prompt, lambda m: m.role = 'user')[-1].content, '')))) AS last_user_key
     FROM parsed
 ),
 judged AS (

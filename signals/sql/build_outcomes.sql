@@ -28,8 +28,8 @@ events AS (
 ),
 edits AS (         -- whitespace-collapsed texts, only for edits
     SELECT * EXCLUDE (completion),
-        CASE WHEN decision = 'edit' THEN regexp_replace(trim(edited_text), '\s+', ' ', 'g') END AS e,
-        CASE WHEN decision = 'edit' THEN regexp_replace(trim(completion), '\s+', ' ', 'g') END AS c
+        CASE WHEN decision = 'edit' THEN b_norm(edited_text) END AS e,
+        CASE WHEN decision = 'edit' THEN b_norm(completion) END AS c
     FROM events
 ),
 judged AS (       -- is an edit trivial? (Levenshtein only where the length gap does not decide)
