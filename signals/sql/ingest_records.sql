@@ -5,12 +5,14 @@
 --      (NULL or {reason, field, detail}) for lines that go to quarantine.
 -- A record with `kind` and no `completion` is feedback; anything else is an interaction,
 -- which may carry its own events in a nested `feedback` list (validated in ingest_feedback.sql).
-CREATE OR REPLACE TEMP TABLE rec AS
+-- The parsed values are stored once (rec_x, a temp table DuckDB can spill to disk):
+-- left as a CTE, the planner re-evaluates json_extract for every v[i] it is asked for.
+CREATE OR REPLACE TEMP TABLE rec_x AS
 WITH src AS (
     SELECT ln, line, json_valid(line) AS ok, length(line) AS nchars
     FROM raw_lines
     WHERE line IS NOT NULL AND trim(line) <> ''
-), x AS MATERIALIZED (
+), x AS (
     SELECT ln, ok, nchars,
         ok AND starts_with(ltrim(line), '{') AS obj,
         CASE WHEN ok AND starts_with(ltrim(line), '{') THEN json_extract(line, [
@@ -20,7 +22,11 @@ WITH src AS (
             '$.score', '$.other_interaction_id', '$._field', '$._detail', '$._source_row', '$._raw'])
         END AS v
     FROM src
-), f AS MATERIALIZED (
+)
+SELECT * FROM x;
+
+CREATE OR REPLACE TEMP TABLE rec AS
+WITH f AS (
     SELECT ln, ok, obj, nchars, v,
         coalesce(try_cast(v[20] ->> '$' AS BIGINT), ln) AS source_row,
         CASE WHEN present(v[13]) AND NOT present(v[5]) THEN 'feedback' ELSE 'interaction' END AS rtype,
@@ -37,7 +43,7 @@ WITH src AS (
         parse_num(v[16]) AS score,
         jtext(v[17]) AS other_interaction_id,
         v[21] ->> '$' AS raw_override
-    FROM x
+    FROM rec_x
 )
 SELECT ln, source_row, rtype, interaction_id, ts, prompt, completion, user_id, session_id, app, task,
     model_id, metadata, feedback_list, kind, event_id, edited_text, score, other_interaction_id, raw_override,
@@ -77,3 +83,5 @@ SELECT ln, source_row, rtype, interaction_id, ts, prompt, completion, user_id, s
         END
     END AS err
 FROM f;
+
+DROP TABLE rec_x;
