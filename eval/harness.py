@@ -225,6 +225,15 @@ def _resolve_baseline(cfg, ecfg, run: Run, store):
                                               chat_template=tmpl)
 
 
+def _device(spec: str | None) -> str:
+    """`auto` -> cuda when available, else cpu; anything else is passed to torch as is."""
+    if spec in (None, "auto"):
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    return str(spec)
+
+
 def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
     snapshot = open_snapshot(_snapshot_path(cfg, ecfg, run))
     if (snapshot.path / "REVOKED.json").exists():
@@ -234,19 +243,20 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
     boot = Bootstrap.from_cfg(ecfg.get("bootstrap"))
     label, load_baseline = _resolve_baseline(cfg, ecfg, run, store)
 
+    device = _device(ecfg.get("device", "auto"))
     judge = None
     if "gen" in splits:                           # fail on a bad judge before spending compute
         from eval.judges import build_judge
 
-        judge = build_judge(ecfg.get("judge"), store)
+        judge = build_judge({**(ecfg.get("judge") or {}), "device": device}, store)
     try:
         cand_model, cand_tok = load_run_model(run, cfg.get("model"))
         template = cand_tok.chat_template
-        cand = _score_side(cand_model, cand_tok, splits, ecfg, "candidate")
+        cand = _score_side(cand_model.to(device), cand_tok, splits, ecfg, "candidate")
         del cand_model
         gc.collect()
         base_model, base_tok = load_baseline(template)
-        base = _score_side(base_model, base_tok, splits, ecfg, "baseline")
+        base = _score_side(base_model.to(device), base_tok, splits, ecfg, "baseline")
         del base_model
         gc.collect()
         outcomes = judge.compare(splits["gen"], cand["gen"], base["gen"]) if judge else None

@@ -123,10 +123,12 @@ class RewardModelJudge:
     name = "reward_model"
 
     def __init__(self, path: str, batch_size: int = 16, max_length: int | None = 512,
-                 tie_epsilon: float = 0.0):
+                 tie_epsilon: float = 0.0, device: str = "cpu"):
         if not path:
             raise EvalError("eval.judge.path: the reward model (a method=reward run dir or model folder) is not set")
         self.model, self.tokenizer = load_reward_model(path)
+        self.model.to(device)
+        self.device = device
         self.batch_size, self.max_length, self.eps = int(batch_size), max_length, float(tie_epsilon)
 
     def rewards(self, prompts, answers) -> list[float]:
@@ -143,7 +145,7 @@ class RewardModelJudge:
                     enc = self.tokenizer(texts[s:s + self.batch_size], return_tensors="pt", padding=True,
                                          truncation=bool(self.max_length), max_length=self.max_length,
                                          add_special_tokens=False)
-                    logits = self.model(**enc).logits
+                    logits = self.model(**{k: v.to(self.device) for k, v in enc.items()}).logits
                     out.extend(logits[:, 0].float().tolist())
         finally:
             self.tokenizer.truncation_side = side
@@ -317,7 +319,8 @@ def build_judge(node, store: str | None = None):
         return RulesJudge(node.get("checks") or [])
     if name == "reward_model":
         return RewardModelJudge(node.get("path"), node.get("batch_size", 16),
-                                node.get("max_length", 512), node.get("tie_epsilon", 0.0))
+                                node.get("max_length", 512), node.get("tie_epsilon", 0.0),
+                                node.get("device") or "cpu")
     if name == "openai":
         keys = ("base_url", "model", "api_key_env", "template", "temperature", "max_tokens",
                 "timeout_s", "max_retries", "backoff_s", "cache")

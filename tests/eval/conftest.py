@@ -97,6 +97,8 @@ def train_run(base: Path, run_dir: Path, snapshot: Path, *, flip: bool = False, 
     from eval.scoring import collate, completion_logps, encode
     from train.models import load_causal_lm, load_tokenizer
 
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)                      # see _one_thread below
     torch.manual_seed(seed)
     tok = load_tokenizer(str(base))
     model = load_causal_lm(str(base), tokenizer=tok)
@@ -139,6 +141,7 @@ def train_run(base: Path, run_dir: Path, snapshot: Path, *, flip: bool = False, 
                 "base_model": str(base), "peft": adapter, "artifacts": arts,
                 "metrics": {"train_loss": loss.item()}}
     (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    torch.set_num_threads(threads)
     return run_dir
 
 
