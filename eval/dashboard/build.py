@@ -45,6 +45,10 @@ def metric_label(name: str) -> str:
     return METRICS.get(name, (name.replace("_", " ").capitalize(), "num"))[0]
 
 
+def is_pct(metric: str) -> bool:
+    return METRICS.get(metric, ("", "num"))[1] == "pct"
+
+
 def fmt_value(x, metric: str = "") -> str:
     """A metric value for a table: percent for rates, 3 decimals otherwise; '–' when missing."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
@@ -120,7 +124,7 @@ def index_view(data: SiteData) -> dict:
             by_metric.setdefault(e["primary_metric"], []).append(e)
     over_time = []
     for i, (metric, es) in enumerate(sorted(by_metric.items())):
-        fig = charts.evals_over_time(es, metric, metric_label(metric))
+        fig = charts.evals_over_time(es, metric, metric_label(metric), percent=is_pct(metric))
         over_time.append({"metric": metric, "n": len(es), "chart": charts.html(fig, f"evals-{i}")})
     if data.signal_per_day:
         charts_html["signal"] = charts.html(charts.signal_per_day(data.signal_per_day), "signal-per-day")
@@ -162,7 +166,8 @@ def eval_view(data: SiteData, e: dict) -> dict:
     charts_html = {}
     labels = {m["metric"]: metric_label(m["metric"]) for m in metrics}
     if any(m["diff"] is not None for m in metrics):
-        charts_html["diffs"] = charts.html(charts.metric_diffs(metrics, labels, margin), "metric-diffs")
+        charts_html["diffs"] = charts.html(charts.metric_diffs(
+            metrics, labels, margin, e["primary_metric"], frozenset(m for m in METRICS if is_pct(m))), "metric-diffs")
     tables = ex.read_examples(e["examples_dir"])
     wtl = ex.win_tie_loss(tables, metrics, e["primary_metric"])
     if wtl:
@@ -173,7 +178,7 @@ def eval_view(data: SiteData, e: dict) -> dict:
             break
         slice_metric, sl = m["metric"], ex.slices(tables, m["metric"])
     if sl:
-        charts_html["slices"] = charts.html(charts.slices(sl, metric_label(slice_metric)), "slices")
+        charts_html["slices"] = charts.html(charts.slices(sl, metric_label(slice_metric), percent=is_pct(slice_metric)), "slices")
     manifest = snapshot_manifest(data, e["snapshot_version"]) or {}
     counts = manifest.get("counts") or {}
     excl = {k: v for k, v in (manifest.get("exclusions") or {}).items() if v}

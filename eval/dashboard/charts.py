@@ -8,6 +8,7 @@ Colors are fixed per meaning (a reject is red on every chart).
 from __future__ import annotations
 
 from collections import defaultdict
+from datetime import timedelta
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -77,7 +78,7 @@ def rates_per_app(rows: list[dict]) -> go.Figure:
     return _layout(fig, 110 + 55 * max(1, len(apps)))
 
 
-def evals_over_time(evals: list[dict], metric: str, label: str) -> go.Figure:
+def evals_over_time(evals: list[dict], metric: str, label: str, percent: bool = False) -> go.Figure:
     """Baseline and candidate on the primary metric per eval, the candidate's confidence
     band (baseline + interval of the difference), and one marker per decision."""
     pts = sorted((e for e in evals if e.get("primary") is not None), key=lambda e: e["created_at"])
@@ -104,40 +105,53 @@ def evals_over_time(evals: list[dict], metric: str, label: str) -> go.Figure:
             mode="markers", name=f"Decision: {decision}",
             marker=dict(color=color, size=14, symbol=DECISION_SYMBOLS[decision],
                         line=dict(color="white", width=1)),
+            error_y=dict(type="data", symmetric=False, color=color, thickness=1.5, width=6,
+                         array=[e["primary"]["ci_high"] - e["primary"]["diff"] for e in sel],
+                         arrayminus=[e["primary"]["diff"] - e["primary"]["ci_low"] for e in sel]),
             customdata=[[e["run_id"], e["eval_id"]] for e in sel],
             hovertemplate="candidate %{y:.3f}<br>run %{customdata[0]}<br>eval %{customdata[1]}"
                           f"<extra>{decision}</extra>")
     fig.update_yaxes(title_text=label)
+    if percent:
+        fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
     fig.update_xaxes(title_text="Evaluated at", tickformatstops=[
         dict(dtickrange=[None, 86400000], value="%d %b %H:%M"),
         dict(dtickrange=[86400000, None], value="%d %b %Y")])
+    if len({str(t) for t in x}) == 1:  # one evaluation: a day either side, not a zero-width axis
+        fig.update_xaxes(range=[x[0] - timedelta(days=1), x[0] + timedelta(days=1)])
     return _layout(fig, 380)
 
 
-def metric_diffs(metrics: list[dict], labels: dict[str, str], margin: float | None) -> go.Figure:
-    """Each metric's difference (candidate - baseline) with its interval; right of 0 is better."""
+def metric_diffs(metrics: list[dict], labels: dict[str, str], margin: float | None,
+                 primary: str | None = None, percent: frozenset = frozenset()) -> go.Figure:
+    """Each metric's difference (candidate - baseline) with its interval, one row per metric
+    on its own scale (metrics have different units); right of 0 is better."""
+    from plotly.subplots import make_subplots
+
     ms = [m for m in metrics if m["diff"] is not None]
-    names = [labels.get(m["metric"], m["metric"]) for m in ms]
-    colors = ["#1a7f37" if (m["ci_low"] or 0) > 0 else "#cf222e" if (m["ci_high"] or 0) < 0
-              else "#9a6700" for m in ms]
-    fig = go.Figure()
-    fig.add_scatter(
-        x=[m["diff"] for m in ms], y=names, mode="markers",
-        marker=dict(size=13, color=colors),
-        error_x=dict(type="data", symmetric=False, thickness=2, width=8,
-                     array=[(m["ci_high"] - m["diff"]) if m["ci_high"] is not None else 0 for m in ms],
-                     arrayminus=[(m["diff"] - m["ci_low"]) if m["ci_low"] is not None else 0 for m in ms]),
-        customdata=[[m["ci_low"], m["ci_high"], m["n"]] for m in ms],
-        hovertemplate="%{y}: %{x:+.3f} [%{customdata[0]:+.3f}, %{customdata[1]:+.3f}], n=%{customdata[2]}"
-                      "<extra></extra>", showlegend=False)
-    fig.add_vline(x=0, line=dict(color="#57606a", width=1))
-    if margin:
-        fig.add_vline(x=margin, line=dict(color="#1a7f37", dash="dot"),
-                      annotation_text="required margin", annotation_position="top")
-    fig.update_xaxes(title_text="Candidate minus baseline (right of 0 = candidate better)",
-                     zeroline=False)
-    fig.update_yaxes(autorange="reversed")
-    return _layout(fig, 120 + 50 * max(1, len(ms)), margin=dict(l=20, r=40, t=30, b=50))
+    fig = make_subplots(rows=len(ms), cols=1, vertical_spacing=0.5 / max(1, len(ms)),
+                        subplot_titles=[labels.get(m["metric"], m["metric"]) for m in ms])
+    for i, m in enumerate(ms, start=1):
+        lo = m["ci_low"] if m["ci_low"] is not None else m["diff"]
+        hi = m["ci_high"] if m["ci_high"] is not None else m["diff"]
+        color = "#1a7f37" if lo > 0 else "#cf222e" if hi < 0 else "#9a6700"
+        fig.add_scatter(x=[m["diff"]], y=[0], mode="markers", marker=dict(size=13, color=color),
+                        error_x=dict(type="data", symmetric=False, thickness=2, width=8, color=color,
+                                     array=[hi - m["diff"]], arrayminus=[m["diff"] - lo]),
+                        customdata=[[lo, hi, m["n"]]], showlegend=False, row=i, col=1,
+                        hovertemplate="change %{x:+.3f}, 95% range [%{customdata[0]:+.3f}, "
+                                      "%{customdata[1]:+.3f}], n=%{customdata[2]}<extra></extra>")
+        floor = 0.05 if m["metric"] in percent else 0.01  # an all-zero row still gets a readable axis
+        half = max(abs(lo), abs(hi), abs(margin or 0) if m["metric"] == primary else 0, floor) * 1.15
+        fig.update_xaxes(range=[-half, half], zeroline=True, zerolinecolor="#57606a", zerolinewidth=2,
+                         tickformat="+.0%" if m["metric"] in percent else None, row=i, col=1)
+        fig.update_yaxes(visible=False, range=[-1, 1], row=i, col=1)
+        if margin and m["metric"] == primary:
+            fig.add_vline(x=margin, line=dict(color="#1a7f37", dash="dot"), row=i, col=1)
+    fig.update_annotations(font_size=13, x=0, xanchor="left")
+    fig.update_xaxes(title_text="candidate minus baseline (right of 0 = candidate better)",
+                     row=len(ms), col=1)
+    return _layout(fig, 60 + 85 * max(1, len(ms)), margin=dict(l=20, r=30, t=30, b=50))
 
 
 def win_tie_loss(counts: dict[str, int]) -> go.Figure:
@@ -154,14 +168,19 @@ def win_tie_loss(counts: dict[str, int]) -> go.Figure:
     return _layout(fig, 300)
 
 
-def slices(rows: list[dict], label: str) -> go.Figure:
+def slices(rows: list[dict], label: str, percent: bool = False) -> go.Figure:
     """Baseline vs candidate per app/task slice, with n in the labels."""
     names = [f"{r['slice']} (n={r['n']})" for r in rows]
     fig = go.Figure()
+    fmt = ".0%" if percent else ".2f"
     fig.add_bar(y=names, x=[r["baseline"] for r in rows], orientation="h", name="Baseline",
-                marker_color=BASELINE_COLOR, hovertemplate="%{y}: %{x:.3f}<extra>baseline</extra>")
+                marker_color=BASELINE_COLOR, texttemplate="%{x:" + fmt + "}", textposition="outside",
+                cliponaxis=False, hovertemplate="%{y}: %{x:.3f}<extra>baseline</extra>")
     fig.add_bar(y=names, x=[r["candidate"] for r in rows], orientation="h", name="Candidate",
-                marker_color=CANDIDATE_COLOR, hovertemplate="%{y}: %{x:.3f}<extra>candidate</extra>")
+                marker_color=CANDIDATE_COLOR, texttemplate="%{x:" + fmt + "}", textposition="outside",
+                cliponaxis=False, hovertemplate="%{y}: %{x:.3f}<extra>candidate</extra>")
+    if percent:
+        fig.update_xaxes(tickformat=".0%", range=[0, 1.1])
     fig.update_layout(barmode="group")
     fig.update_xaxes(title_text=label)
     fig.update_yaxes(autorange="reversed")
@@ -186,7 +205,7 @@ def exclusions(reasons: dict) -> go.Figure:
     """Interactions left out of the snapshot, by reason."""
     items = sorted(reasons.items(), key=lambda kv: -kv[1])
     fig = go.Figure()
-    fig.add_bar(y=[k.replace("_", " ") for k, _ in items], x=[v for _, v in items], orientation="h",
+    fig.add_bar(y=[k.replace("_", " ").replace(".", ": ") for k, _ in items], x=[v for _, v in items], orientation="h",
                 marker_color="#8c959f", texttemplate="%{x}", textposition="outside",
                 hovertemplate="%{y}: %{x}<extra></extra>", showlegend=False)
     fig.update_xaxes(title_text="Interactions left out")

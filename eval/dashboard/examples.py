@@ -265,8 +265,8 @@ def answer_text(answer) -> str:
     if answer is None:
         return "(not generated)"
     if isinstance(answer, list):
-        return "\n".join(m.get("content", "") if isinstance(m, dict) else str(m) for m in answer)
-    return str(answer)
+        answer = "\n".join(m.get("content", "") if isinstance(m, dict) else str(m) for m in answer)
+    return str(answer) if str(answer).strip() else "(empty answer)"
 
 
 def redact(text: str | None) -> str | None:
