@@ -74,16 +74,28 @@ def resolve(cfg: DictConfig) -> SnapshotRef:
 
 
 def seed_store(cfg: DictConfig) -> None:
-    """Fill a missing store with the seeded product simulator (scripts/simulate.py) through
-    the real ingest, so `+exp=smoke` runs the whole pipeline with no data of one's own."""
-    from scripts.simulate import simulate
+    """Fill a missing store through the real ingest: with the seeded product simulator
+    (`seed_store.simulate`, the smoke exp) and/or files (`seed_store.ingest`, the real-data
+    exps), so one `python -m train +exp=NAME` runs the whole pipeline from raw logs."""
     from signals.ingest import ingest_paths
 
-    spec = OmegaConf.to_container(cfg.seed_store.simulate, resolve=True)
-    landing = Path(str(cfg.store)).parent / "landing"
-    print(f"train: seeding {cfg.store} with simulated logs ({spec})")
-    simulate(landing, **spec)
-    ingest_paths([str(landing)], db=str(cfg.store), progress=False)
+    seed = cfg.seed_store
+    Path(str(cfg.store)).parent.mkdir(parents=True, exist_ok=True)
+    if seed.get("simulate"):
+        from scripts.simulate import simulate
+
+        spec = OmegaConf.to_container(seed.simulate, resolve=True)
+        landing = Path(str(cfg.store)).parent / "landing"
+        print(f"train: seeding {cfg.store} with simulated logs ({spec})")
+        simulate(landing, **spec)
+        ingest_paths([str(landing)], db=str(cfg.store), progress=False)
+    if seed.get("ingest"):
+        paths = [str(p) for p in seed.ingest.paths]
+        missing = [p for p in paths if not Path(p).exists()]
+        if missing:
+            raise FileNotFoundError(f"seed_store.ingest.paths: {missing} not found")
+        print(f"train: seeding {cfg.store} from {paths} (source {seed.ingest.get('source')})")
+        ingest_paths(paths, db=str(cfg.store), source=seed.ingest.get("source"), progress=False)
 
 
 def check_not_revoked(cfg: DictConfig, ref: SnapshotRef) -> None:
