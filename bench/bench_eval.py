@@ -2,6 +2,8 @@
 
     .venv/bin/python bench/bench_eval.py                       # tiny model built on the fly
     .venv/bin/python bench/bench_eval.py --model models/smollm2-135m --pairs 128
+    python bench/bench_eval.py --device cuda --hidden-size 576 --layers 30 --heads 9 --intermediate 1536
+                                        # a random model of SmolLM2-135M's shape (tiny vocabulary)
 
 Scores the same preference pairs (chosen and rejected under one prompt each) both
 ways on the same model and prints wall time, the speed ratio and the largest
@@ -44,6 +46,10 @@ def main() -> None:
     ap.add_argument("--pairs", type=int, default=512)
     ap.add_argument("--batch-size", type=int, default=32)
     ap.add_argument("--device", default="cuda" if _cuda() else "cpu")
+    ap.add_argument("--hidden-size", type=int, default=64, help="shape of the model built when --model is not given")
+    ap.add_argument("--layers", type=int, default=2)
+    ap.add_argument("--heads", type=int, default=4)
+    ap.add_argument("--intermediate", type=int, default=None)
     a = ap.parse_args()
 
     import numpy as np
@@ -52,7 +58,9 @@ def main() -> None:
     from eval.scoring import encode, score_encoded, score_loop
     from train.models import build_tiny, load_causal_lm, load_tokenizer
 
-    path = a.model or str(build_tiny(Path(tempfile.mkdtemp()) / "tiny", seed=0))
+    path = a.model or str(build_tiny(Path(tempfile.mkdtemp()) / "tiny", seed=0, hidden_size=a.hidden_size,
+                                     num_layers=a.layers, num_heads=a.heads,
+                                     intermediate_size=a.intermediate))
     tok = load_tokenizer(path)
     model = load_causal_lm(path, tokenizer=tok).to(a.device).eval()
     data = pairs(a.pairs)
