@@ -78,6 +78,10 @@ def paired_mean(name: str, base, cand, boot: Bootstrap, **details) -> Metric:
     d = cand - base
     boots = d[boot.indices(n)].mean(axis=1)
     lo, hi, se = _interval(boots, boot)
+    if se == 0 and n > 1:
+        # Every pair agreed, so the paired spread is 0 and would claim any effect is
+        # detectable; fall back to the unpaired standard error (a conservative bound).
+        se = float(np.sqrt((base.var(ddof=1) + cand.var(ddof=1)) / n))
     return Metric(name, float(base.mean()), float(cand.mean()), float(d.mean()), lo, hi, n,
                   mde(se, boot), {"resamples": boot.resamples, "confidence": boot.confidence, **details})
 

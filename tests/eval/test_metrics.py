@@ -22,10 +22,12 @@ def test_paired_interval_covers_a_known_shift_and_is_reproducible():
     assert paired_mean("x", base, cand, Bootstrap(resamples=500, seed=2)).ci_low != m.ci_low
 
 
-def test_identical_models_have_zero_difference():
-    v = np.arange(50, dtype=float)
+def test_identical_models_have_zero_difference_but_a_real_mde():
+    v = np.array([0.0, 1.0] * 25)                       # e.g. both models right on the same half
     m = paired_mean("x", v, v, Bootstrap(resamples=100))
-    assert m.diff == m.ci_low == m.ci_high == 0.0 and m.mde == 0.0
+    assert m.diff == m.ci_low == m.ci_high == 0.0
+    # no pair disagrees, yet 50 examples cannot resolve every effect: unpaired SE bound
+    assert 0.27 < m.mde < 0.30                          # 2.80 * sqrt(2 * 0.255 / 50) = 0.283
 
 
 def test_mde_shrinks_with_sample_size():
