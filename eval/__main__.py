@@ -98,6 +98,10 @@ def cmd_registry(argv: list[str]) -> int:
     if not runs:
         print(f"no runs registered in {a.store}")
         return 0
+    for alias in sorted({h["alias"] for h in history}):
+        target = next((r["run_id"] for r in runs if alias in r["aliases"]), None)
+        moves = sum(h["alias"] == alias for h in history)
+        print(f"{alias} -> {target or '(none)'}  ({moves} moves; --json for the history)")
     print(f"{'run_id':32} {'exp':20} {'method':7} {'decision':13} {'aliases':12} tainted")
     for r in runs:
         taint = f"TAINTED ({r['taint_reason']})" if r["tainted"] else ""

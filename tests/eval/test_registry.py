@@ -113,7 +113,7 @@ def test_cli_registry_promote_rollback(tmp_path, store, capsys):
     out = json.loads(capsys.readouterr().out)
     assert {r["run_id"]: r["aliases"] for r in out["runs"]} == {"r1": ["production"], "r2": [], "r3": []}
     assert main(["registry", "--store", db]) == 0
-    assert "production" in capsys.readouterr().out
+    assert "production -> r1  (1 moves" in capsys.readouterr().out
     assert main(["rollback", "--store", db, "--pointer-dir", str(tmp_path / "p")]) == 0
     assert json.loads((tmp_path / "p" / "production.json").read_text())["run_id"] is None
 
@@ -169,3 +169,18 @@ def test_mlflow_logging_uses_aliases(tmp_path, monkeypatch):
     assert log_to_mlflow(run, result, [Metric("preference_accuracy", 0.5, 0.7, 0.2, 0.1, 0.3, 100, 0.05)])
     assert ("alias", "exp", "production", "1") in calls and ("metric", "preference_accuracy.diff") in calls
     assert not any(c[0] == "stage" for c in calls)
+
+
+def test_latest_run_is_the_newest_with_a_manifest(tmp_path):
+    import os
+
+    from eval.__main__ import latest_run
+
+    with pytest.raises(EvalError, match="no run found under"):
+        latest_run(str(tmp_path), "exp")
+    old, new = _run(tmp_path, "old"), _run(tmp_path, "new")
+    (tmp_path / "runs" / "exp" / "unfinished").mkdir()          # no manifest: not a run
+    os.utime(old.run_dir / "manifest.json", (1, 1))
+    os.utime(old.run_dir, (1, 1))
+    os.utime(new.run_dir, (2e9, 2e9))
+    assert latest_run(str(tmp_path / "runs"), "exp") == new.run_dir
