@@ -75,15 +75,20 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
     store = cfg.get("store")
     run = read_run(run_dir)
     eval_id = f"{run.run_id}-{datetime.now(UTC):%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+    taint = None
     if record:
-        from eval.registry import register_run
+        from eval.registry import register_run, tainted
 
         with _store(store) as con:
             register_run(con, run)
+            taint = tainted(con, run.run_id)[1]
     try:
+        if taint:
+            raise EvalError(f"run {run.run_id} is tainted ({taint}); it is not evaluated")
         result = _evaluate(cfg, ecfg, gcfg, run, eval_id, store)
-    except EvalError as e:
-        decision = decide({}, gcfg, error=str(e))
+    except Exception as e:              # anything that stops the evaluation: recorded, never promote
+        msg = str(e) if isinstance(e, EvalError) else f"{type(e).__name__}: {e}"
+        decision = decide({}, gcfg, error=msg)
         if record:
             from eval.registry import record_evaluation
 

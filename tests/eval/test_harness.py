@@ -159,3 +159,17 @@ def test_cli_default_command_composes_and_evaluates(tmp_path, good_run, capsys):
     out = capsys.readouterr().out
     assert rc == 0 and "decision: PROMOTE" in out and "preference_accuracy" in out
     assert (tmp_path / "runs" / "production.json").exists()
+
+
+def test_run_on_a_snapshot_revoked_in_the_store_is_not_evaluated(tmp_path, good_run, snapshot):
+    from signals.store import connect
+
+    con = connect(tmp_path / "signal.duckdb")
+    con.execute("INSERT INTO snapshots (version, recipe_name, path, manifest, created_at, revoked_at, "
+                "revoked_reason) VALUES (?, 'test', ?, '{}', now(), now(), 'signals forget u1')",
+                [snapshot.name, str(snapshot)])
+    con.close()
+    with pytest.raises(EvalError, match="run good is tainted .*signals forget u1"):
+        evaluate(compose_cfg(tmp_path), str(good_run))
+    [(_, decision, _, _, _, error)] = _decisions(tmp_path)
+    assert decision == "inconclusive" and "tainted" in error
