@@ -106,6 +106,7 @@ def build_snapshot(recipe: dict, store: str | os.PathLike | duckdb.DuckDBPyConne
 def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot:
     con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
     con.execute("SET TimeZone = 'UTC'")
+    con.execute("SET preserve_insertion_order = false")   # files are sorted explicitly
     _bind(con, r)
     bar.set_description("build: interactions")
     _run(con, "build_interactions")
@@ -120,6 +121,7 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot
 
     con.execute(_USED)
     bar.set_description("build: redact PII")
+    con.execute("CREATE OR REPLACE TEMP TABLE b_red (t VARCHAR, r VARCHAR)")
     redactions = _redact(con) if r["privacy"]["redact_pii"] else {}
     bar.update()
 
@@ -127,7 +129,7 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
-        files = _export(con, tmp)
+        files = _export(con, tmp, redacted=_has_rows(con, "b_red"))
         version = _version(r, files)
         counts = _counts(con)
         manifest = {
@@ -220,6 +222,8 @@ def _bind(con: duckdb.DuckDBPyConnection, r: dict) -> None:
     ]
     for name, sql_type, value in variables:
         con.execute(f"SET VARIABLE {name} = CAST(? AS {sql_type})", [value])
+    con.execute("SET VARIABLE b_seed_hash = md5_number_lower(CAST(? AS VARCHAR))", [str(s["seed"])])
+    con.execute("SET VARIABLE b_has_bench = CAST(? AS BOOLEAN)", [bool(s["benchmark_prompts"])])
 
 
 def _bind_newest_cutoff(con: duckdb.DuckDBPyConnection, eval_fraction: float) -> None:
@@ -237,12 +241,12 @@ def _bind_newest_cutoff(con: duckdb.DuckDBPyConnection, eval_fraction: float) ->
 
 
 # The normalization of build_interactions.sql's last_user_key, applied to benchmark prompts.
-_NORM_KEY = "md5_number(b_norm(lower(p)))"
+_NORM_KEY = "md5_number_lower(b_norm(lower(p)))"
 
 
 def _load_benchmark(con: duckdb.DuckDBPyConnection, path: str | None) -> None:
     """Benchmark prompts (one per line, or JSONL with "prompt") as normalized keys in b_bench."""
-    con.execute("CREATE OR REPLACE TEMP TABLE b_bench (key UHUGEINT)")
+    con.execute("CREATE OR REPLACE TEMP TABLE b_bench (key UBIGINT)")
     if not path:
         return
     file = Path(path)
@@ -286,37 +290,44 @@ _USED = """
 
 
 def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Redact PII in every exported text (signals.pii), in place in b_int / b_ex.
+    """Find the PII in every exported text (signals.pii): b_red maps text -> redacted text.
 
     Each distinct text is redacted once; counts are PII spans replaced per kind,
     over the distinct texts. Texts that no PII pattern can match are skipped in SQL.
     """
     from signals import pii  # lazy: the redactor is the ingest helper's module
 
-    prefilter = getattr(pii, "SQL_PREFILTER", PII_PREFILTER)
-    where = "WHERE regexp_matches(t, ?)" if prefilter else ""
-    texts = con.execute(f"""
+    prefilter = getattr(pii, "SQL_PREFILTER", PII_PREFILTER) or "."
+    query = """
+        WITH used AS (
+            SELECT i.completion,
+                   from_json(i.prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]') AS prompt
+            FROM interactions i SEMI JOIN b_used u USING (interaction_id)
+        )
         SELECT DISTINCT t FROM (
-            SELECT unnest(list_transform(i.prompt, lambda m: m.content)) AS t
-            FROM b_int i SEMI JOIN b_used u USING (interaction_id)
-            UNION ALL SELECT text_a FROM b_ex WHERE dropped IS NULL
-            UNION ALL SELECT text_b FROM b_ex WHERE dropped IS NULL AND text_b IS NOT NULL)
-        {where}""", [prefilter] if prefilter else []).fetchall()
+            SELECT unnest(list_filter(list_transform(prompt, lambda m: m.content),
+                                      lambda t: regexp_matches(t, $p))) AS t FROM used
+            UNION ALL
+            SELECT completion FROM used WHERE regexp_matches(completion, $p)
+            UNION ALL
+            SELECT o.edited_text FROM b_edits o SEMI JOIN b_used u USING (interaction_id)
+            WHERE regexp_matches(o.edited_text, $p))"""
     totals: dict[str, int] = {}
     changed_from, changed_to = [], []
-    for (text,) in texts:
-        red, counts = pii.redact(text)
-        if red != text:
-            changed_from.append(text)
-            changed_to.append(red)
-        for k, n in counts.items():
-            if n:
-                totals[k] = totals.get(k, 0) + int(n)
-    if not changed_from:
-        return dict(sorted(totals.items()))
+    # streamed in batches: only the texts that change are kept in Python
+    for batch in con.sql(query, params={"p": prefilter}).to_arrow_reader(50_000):
+        for text in batch.column(0).to_pylist():
+            red, counts = pii.redact(text)
+            if red != text:
+                changed_from.append(text)
+                changed_to.append(red)
+            for k, n in counts.items():
+                if n:
+                    totals[k] = totals.get(k, 0) + int(n)
     con.execute("CREATE OR REPLACE TEMP TABLE b_red AS "
                 "SELECT unnest(?::VARCHAR[]) AS t, unnest(?::VARCHAR[]) AS r", [changed_from, changed_to])
-    con.execute(_sql("build_redact"))
+    if changed_from:
+        con.execute(_sql("build_redact"))
     return dict(sorted(totals.items()))
 
 
@@ -324,58 +335,108 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 _EXPORT = {
-    "sft": f"""list_append(i.prompt, {{'role': 'assistant', 'content': e.text_a}}::{_MSG}) AS messages""",
+    "sft": f"""list_append(i.prompt, {{'role': 'assistant', 'content': {{a}}}}::{_MSG}) AS messages""",
     "pref": f"""i.prompt AS prompt,
-        [{{'role': 'assistant', 'content': e.text_a}}::{_MSG}] AS chosen,
-        [{{'role': 'assistant', 'content': e.text_b}}::{_MSG}] AS rejected""",
+        [{{'role': 'assistant', 'content': {{a}}}}::{_MSG}] AS chosen,
+        [{{'role': 'assistant', 'content': {{b}}}}::{_MSG}] AS rejected""",
     "kto": f"""i.prompt AS prompt,
-        [{{'role': 'assistant', 'content': e.text_a}}::{_MSG}] AS completion,
+        [{{'role': 'assistant', 'content': {{a}}}}::{_MSG}] AS completion,
         e.label AS label""",
 }
+_TEXT_A = "CASE WHEN e.a_edit THEN o.edited_text ELSE i.completion END"
+_TEXT_B = "CASE WHEN e.b_other THEN j.completion ELSE i.completion END"
 
 
-def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
-    """Write kind/split.parquet files in a stable row order; their row counts and sha256."""
+def _export(con: duckdb.DuckDBPyConnection, out: Path, redacted: bool) -> dict[str, dict]:
+    """Write kind/split.parquet files in a stable row order; their row counts and sha256.
+
+    One query per kind (train rows first, then eval) joins the examples to their texts in
+    `interactions` (and edits in b_edits); with PII found, through the redaction maps.
+    """
     files, schemas = {}, _schemas()
+    prompt = "from_json(i.prompt, '[{\"role\":\"VARCHAR\",\"content\":\"VARCHAR\"}]')"
+    text_a, text_b = _TEXT_A, _TEXT_B
+    joins = ""
+    if redacted:
+        prompt = f"coalesce(pr.prompt, {prompt})"
+        text_a, text_b = f"coalesce(ra.r, {_TEXT_A})", f"coalesce(rb.r, {_TEXT_B})"
+        joins = f"""
+            LEFT JOIN b_prompt_red pr ON pr.interaction_id = e.interaction_id
+            LEFT JOIN b_red ra ON ra.t = {_TEXT_A}
+"""
     for kind in KINDS:
         (out / kind).mkdir()
+        columns = _EXPORT[kind].replace("i.prompt", "{p}").replace("{a}", text_a).replace("{b}", text_b)
+        columns = columns.replace("{p}", prompt)
+        kind_joins = joins
+        if kind == "pref":          # the rejected side may be another interaction's output
+            kind_joins += "\n            LEFT JOIN interactions j ON e.b_other AND j.interaction_id = e.other_id"
+            if redacted:
+                kind_joins += f"\n            LEFT JOIN b_red rb ON rb.t = {_TEXT_B}"
+        query = f"""
+            SELECT {columns}, e.interaction_id, e.app, e.task, e.user_id, e.origin, e.is_eval
+            FROM b_ex e
+            JOIN interactions i ON i.interaction_id = e.interaction_id
+            LEFT JOIN b_edits o ON e.a_edit AND o.interaction_id = e.interaction_id
+            {kind_joins}
+            WHERE e.dropped IS NULL AND e.kind = ?
+            ORDER BY e.is_eval, e.interaction_id, e.origin, e.other_id, e.label"""
+        writers = {split: _Writer(out / kind / f"{split}.parquet", schemas[kind]) for split in SPLITS}
+        try:
+            for batch in con.sql(query, params=[kind]).to_arrow_reader(ROW_GROUP):
+                is_eval = batch.column(batch.num_columns - 1)
+                batch = batch.drop_columns(["is_eval"]) if hasattr(batch, "drop_columns") else \
+                    batch.select(batch.schema.names[:-1])
+                for split, mask in (("train", pc_invert(is_eval)), ("eval", is_eval)):
+                    part = batch.filter(mask)
+                    if part.num_rows:
+                        writers[split].write(part)
+        finally:
+            for w in writers.values():
+                w.close()
         for split in SPLITS:
             path = out / kind / f"{split}.parquet"
-            query = f"""
-                SELECT {_EXPORT[kind]},
-                    e.interaction_id, e.app, e.task, e.user_id, e.origin
-                FROM b_ex e JOIN b_int i USING (interaction_id)
-                WHERE e.dropped IS NULL AND e.kind = ? AND e.is_eval = ?
-                ORDER BY e.interaction_id, e.origin, e.other_id, e.label"""
-            rows = _write_parquet(con.sql(query, params=[kind, split == "eval"]), path, schemas[kind])
-            files[f"{kind}/{split}.parquet"] = {"rows": rows, "sha256": _sha256(path)}
+            files[f"{kind}/{split}.parquet"] = {"rows": writers[split].rows, "sha256": _sha256(path)}
     return files
 
 
-def _write_parquet(result: duckdb.DuckDBPyRelation, path: Path, schema) -> int:
-    """Stream a query result into Parquet with the contract's schema (nullable columns,
-    whatever the data), in fixed-size row groups so the bytes depend only on the rows."""
-    import pyarrow as pa
-    import pyarrow.parquet as pq
+def pc_invert(mask):
+    import pyarrow.compute as pc
 
-    rows, pending, buffered = 0, [], 0
-    with pq.ParquetWriter(path, schema, compression="zstd") as writer:
-        def flush(final: bool) -> None:
-            nonlocal pending, buffered
-            table = pa.Table.from_batches(pending, schema=schema) if pending else schema.empty_table()
-            while table.num_rows >= ROW_GROUP or (final and table.num_rows):
-                writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
-                table = table.slice(ROW_GROUP)
-            pending, buffered = table.to_batches(), table.num_rows
+    return pc.invert(mask)
 
-        for batch in result.to_arrow_reader(ROW_GROUP):
-            pending.append(batch.cast(schema))
-            buffered += batch.num_rows
-            rows += batch.num_rows
-            if buffered >= ROW_GROUP:
-                flush(final=False)
-        flush(final=True)
-    return rows
+
+class _Writer:
+    """Parquet with the contract's schema (nullable columns, whatever the data), in row
+    groups of exactly ROW_GROUP rows, so the bytes depend only on the rows."""
+
+    def __init__(self, path: Path, schema):
+        import pyarrow.parquet as pq
+
+        self.schema, self.rows, self.pending, self.buffered = schema, 0, [], 0
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+
+    def write(self, batch) -> None:
+        self.pending.append(batch.cast(self.schema))
+        self.buffered += batch.num_rows
+        self.rows += batch.num_rows
+        if self.buffered >= ROW_GROUP:
+            self._flush(final=False)
+
+    def _flush(self, final: bool) -> None:
+        import pyarrow as pa
+
+        table = pa.Table.from_batches(self.pending, schema=self.schema)
+        while table.num_rows >= ROW_GROUP or (final and table.num_rows):
+            self.writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+            table = table.slice(ROW_GROUP)
+        self.pending, self.buffered = table.to_batches(), table.num_rows
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self._flush(final=True)
+            self.writer.close()
+            self.writer = None
 
 
 def _sha256(path: Path) -> str:
@@ -451,8 +512,8 @@ def _exclusions(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
         SELECT count(*) FROM b_int i
         WHERE i.excluded IS NULL
           AND i.interaction_id NOT IN (SELECT interaction_id FROM b_out WHERE outcome IS NOT NULL)
-          AND i.interaction_id NOT IN (SELECT interaction_id FROM b_cand)
-          AND i.interaction_id NOT IN (SELECT other_id FROM b_cand WHERE other_id IS NOT NULL)""").fetchone()[0]
+          AND i.interaction_id NOT IN (SELECT interaction_id FROM b_ex)
+          AND i.interaction_id NOT IN (SELECT other_id FROM b_ex WHERE other_id IS NOT NULL)""").fetchone()[0]
     if no_signal:
         out["no_decisive_feedback"] = no_signal
     trivial = con.execute("SELECT count(*) FROM b_out WHERE had_trivial_edit AND outcome IS DISTINCT FROM 'edit'"
@@ -510,6 +571,7 @@ def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, manifest: di
 
 
 def _drop_temp_tables(con: duckdb.DuckDBPyConnection) -> None:
+    con.execute("DROP VIEW IF EXISTS temp.b_cand")
     for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary "
                                "AND table_name LIKE 'b\\_%' ESCAPE '\\'").fetchall():
         con.execute(f'DROP TABLE IF EXISTS temp."{name}"')
@@ -602,6 +664,10 @@ def list_snapshots(store: str | os.PathLike | duckdb.DuckDBPyConnection) -> list
                     "revoked_at": revoked.isoformat() if revoked else None, "revoked_reason": reason,
                     "counts": m.get("counts"), "interactions": members, "manifest": m})
     return out
+
+
+def _has_rows(con: duckdb.DuckDBPyConnection, table: str) -> bool:
+    return con.execute(f"SELECT count(*) > 0 FROM {table}").fetchall()[0][0]
 
 
 def _has_snapshots_table(con: duckdb.DuckDBPyConnection) -> bool:

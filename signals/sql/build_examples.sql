@@ -1,20 +1,26 @@
 -- Build step 3: every candidate example of every kind, before de-duplication, caps and
 -- splits. One row per example: kind (sft | pref | kto), origin (the feedback kind that
 -- made it, or regen), the interaction it comes from (for pairs: the chosen one) and the
--- other (the rejected one of a choice or regeneration), its texts, and `pre_drop`, the
--- reason a candidate is dropped before selection (NULL = a candidate).
-CREATE OR REPLACE TEMP TABLE b_cand AS
+-- other one (the rejected side of a choice or regeneration), and where its texts are:
+--   text_a = the edit of interaction_id (a_edit) or else its completion;
+--   text_b = the completion of other_id (b_other) or else of interaction_id (pairs only);
+-- with their hashes for de-duplication and equality. `pre_drop` is why a candidate is
+-- dropped before selection (NULL = a candidate). A view: build_select reads it once.
+CREATE OR REPLACE TEMP VIEW b_cand AS
 WITH o AS (
-    SELECT o.interaction_id, o.outcome, o.origin, o.edited_text, i.completion, i.prompt_key, i.user_id, i.session_id
+    SELECT o.interaction_id, o.outcome, o.origin, o.edit_hash, i.completion_hash, i.prompt_key,
+           i.user_id, i.session_id
     FROM b_out o JOIN b_int i USING (interaction_id)
+    WHERE o.outcome IS NOT NULL
 ),
 kept AS (
-    SELECT interaction_id, completion, prompt_key FROM b_int WHERE excluded IS NULL
+    SELECT interaction_id, completion_hash, prompt_key FROM b_int WHERE excluded IS NULL
 ),
 choices AS (       -- the latest choice per unordered pair of candidates
     SELECT max_by(struct_pack(chosen := interaction_id, other := other_interaction_id), struct_pack(ts, event_id)) AS c
     FROM feedback
     WHERE kind = 'choose' AND other_interaction_id IS NOT NULL AND interaction_id <> other_interaction_id
+      AND getvariable('b_pref') AND getvariable('b_pref_choose')
     GROUP BY least(interaction_id, other_interaction_id), greatest(interaction_id, other_interaction_id)
 ),
 regen_groups AS (  -- groups (same normalized prompt, maybe same user/session) with both outcomes
@@ -26,7 +32,7 @@ regen_groups AS (  -- groups (same normalized prompt, maybe same user/session) w
     HAVING count(DISTINCT outcome) = 2
 ),
 regen AS (
-    SELECT o.*, row_number() OVER (
+    SELECT o.*, g.scope, row_number() OVER (
             PARTITION BY g.prompt_key, g.scope, o.outcome
             ORDER BY md5(getvariable('b_seed') || chr(31) || o.interaction_id)) AS r
     FROM o JOIN regen_groups g
@@ -37,41 +43,41 @@ regen AS (
 )
 -- SFT: accepted completions and edited texts
 SELECT 'sft' AS kind, origin, interaction_id, NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label,
-       completion AS text_a, NULL::VARCHAR AS text_b, NULL::VARCHAR AS pre_drop
+       false AS a_edit, NULL::BOOLEAN AS b_other, completion_hash AS a_hash, NULL::UBIGINT AS b_hash,
+       NULL::VARCHAR AS pre_drop
 FROM o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
 UNION ALL
-SELECT 'sft', origin, interaction_id, NULL, NULL, edited_text, NULL, NULL
+SELECT 'sft', origin, interaction_id, NULL, NULL, true, NULL, edit_hash, NULL, NULL
 FROM o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
--- preference pairs from edits: chosen = edit, rejected = original (trivial edits are accepts)
+-- preference pairs from edits: chosen = edit, rejected = original (trivial edits are no edits)
 UNION ALL
-SELECT 'pref', 'edit', interaction_id, NULL, NULL, edited_text, completion, NULL
+SELECT 'pref', 'edit', interaction_id, NULL, NULL, true, false, edit_hash, completion_hash, NULL
 FROM o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
 -- preference pairs from explicit choices
 UNION ALL
-SELECT 'pref', 'choose', a.interaction_id, b.interaction_id, NULL, a.completion, b.completion,
-    CASE WHEN a.completion = b.completion THEN 'identical_texts'
+SELECT 'pref', 'choose', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
+    CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts'
          WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END
 FROM choices ch
 JOIN kept a ON a.interaction_id = ch.c.chosen
 JOIN kept b ON b.interaction_id = ch.c.other
-WHERE getvariable('b_pref') AND getvariable('b_pref_choose')
 -- preference pairs from regenerations: the r-th accepted vs the r-th rejected of a group
 UNION ALL
-SELECT 'pref', 'regen', a.interaction_id, b.interaction_id, NULL, a.completion, b.completion,
-    CASE WHEN a.completion = b.completion THEN 'identical_texts' END
-FROM regen a JOIN regen b
-  ON a.prompt_key = b.prompt_key AND a.r = b.r
- AND CASE getvariable('b_regen_within') WHEN 'user' THEN a.user_id = b.user_id
-          WHEN 'session' THEN a.session_id = b.session_id ELSE true END
+SELECT 'pref', 'regen', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
+    CASE WHEN ka.completion_hash = kb.completion_hash THEN 'identical_texts' END
+FROM regen a
+JOIN regen b ON a.prompt_key = b.prompt_key AND a.scope = b.scope AND a.r = b.r
+JOIN kept ka ON ka.interaction_id = a.interaction_id
+JOIN kept kb ON kb.interaction_id = b.interaction_id
 WHERE a.outcome = 'accept' AND b.outcome = 'reject' AND a.r <= getvariable('b_max_regen')
   AND getvariable('b_pref')
 -- KTO: accept -> desirable, reject -> undesirable, edit -> both
 UNION ALL
-SELECT 'kto', origin, interaction_id, NULL, outcome = 'accept', completion, NULL, NULL
+SELECT 'kto', origin, interaction_id, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL
 FROM o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, NULL, true, edited_text, NULL, NULL
+SELECT 'kto', 'edit', interaction_id, NULL, true, true, NULL, edit_hash, NULL, NULL
 FROM o WHERE outcome = 'edit' AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, NULL, false, completion, NULL, NULL
+SELECT 'kto', 'edit', interaction_id, NULL, false, false, NULL, completion_hash, NULL, NULL
 FROM o WHERE outcome = 'edit' AND getvariable('b_kto');

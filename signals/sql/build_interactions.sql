@@ -1,8 +1,12 @@
 -- Build step 1: every interaction, parsed once, with the FIRST reason it is excluded
--- (NULL = kept) and its split bucket. Parameters are session variables
+-- (NULL = kept), its hashed normalized prompt and its split bucket. Parameters are session variables
 -- (getvariable('b_*')) set by signals/build.py from the recipe with bound values.
--- b_norm(x): whitespace runs to one space, then trimmed (the one text normalization).
-CREATE OR REPLACE TEMP MACRO b_norm(x) AS trim(regexp_replace(x, '\s+', ' ', 'g'));
+-- b_norm(x): whitespace runs to one space, then trimmed (the one text normalization);
+-- the regex runs only on texts that have a run to collapse (it is the costly part).
+CREATE OR REPLACE TEMP MACRO b_norm(x) AS
+    CASE WHEN contains(x, '  ') OR contains(x, chr(10)) OR contains(x, chr(9)) OR contains(x, chr(13))
+              OR contains(x, chr(12))
+         THEN trim(regexp_replace(x, '\s+', ' ', 'g')) ELSE trim(x) END;
 CREATE OR REPLACE TEMP TABLE b_int AS
 WITH forgotten AS (          -- users whose tombstone (sha256 of user_id) is in the store
     SELECT u.user_id
@@ -16,16 +20,23 @@ parsed AS (
         g.source
     FROM interactions i LEFT JOIN ingests g ON g.ingest_id = i.ingest_id
 ),
-measured AS (
+texts AS (
     SELECT *,
+        -- the prompt as one text: roles and contents, lower-case
+        lower(array_to_string(list_transform(prompt,
+            lambda m: coalesce(m.role, '') || ': ' || coalesce(m.content, '')), chr(31))) AS p_text,
+        -- the last user message, only when there are benchmark prompts to match
+        CASE WHEN getvariable('b_has_bench')
+             THEN lower(coalesce(list_filter(prompt, lambda m: m.role = 'user')[-1].content, '')) END AS u_text
+    FROM parsed
+),
+measured AS (
+    SELECT * EXCLUDE (p_text, u_text),
         coalesce(list_sum(list_transform(prompt, lambda m: length(coalesce(m.content, '')))), 0) AS prompt_chars,
         length(completion) AS completion_chars,
-        -- the normalized prompt (roles and contents, lower-case, whitespace collapsed), as a hash
-        md5_number(b_norm(lower(array_to_string(
-            list_transform(prompt, lambda m: coalesce(m.role, '') || ': ' || coalesce(m.content, '')), chr(10))))) AS prompt_key,
-        -- the normalized last user message, for matching benchmark prompts
-        md5_number(b_norm(lower(coalesce(list_filter(prompt, lambda m: m.role = 'user')[-1].content, '')))) AS last_user_key
-    FROM parsed
+        md5_number_lower(b_norm(p_text)) AS prompt_key,        -- the normalized prompt, hashed
+        md5_number_lower(b_norm(u_text)) AS last_user_key
+    FROM texts
 ),
 judged AS (
     SELECT *,
@@ -57,11 +68,16 @@ judged AS (
     FROM measured
 )
 SELECT
-    interaction_id, ts, user_id, session_id, app, task, model_id, prompt, completion,
+    interaction_id, ts, user_id, session_id, app, task, model_id,
+    -- no texts here (the export reads them from `interactions`): memory stays small
+    hash(completion) AS completion_hash,       -- equality within this build (dedup, identical pairs)
     prompt_key, last_user_key, excluded,
-    -- split bucket in [0, 1e6): a stable hash of the split group (time splits use ts instead)
-    md5_number(getvariable('b_seed') || chr(31) || CASE getvariable('b_split_method')
-        WHEN 'user' THEN coalesce('u:' || user_id, 'p:' || prompt_key::VARCHAR)
-        WHEN 'session' THEN coalesce('s:' || session_id, 'p:' || prompt_key::VARCHAR)
-        ELSE 'p:' || prompt_key::VARCHAR END) % 1000000 AS split_bucket
+    -- split bucket in [0, 1e6): a stable hash of the split group and the seed (time splits use ts)
+    CASE getvariable('b_split_method')
+        WHEN 'user' THEN coalesce(md5_number_lower(getvariable('b_seed') || chr(31) || user_id),
+                                  xor(prompt_key, getvariable('b_seed_hash')))
+        WHEN 'session' THEN coalesce(md5_number_lower(getvariable('b_seed') || chr(31) || session_id),
+                                     xor(prompt_key, getvariable('b_seed_hash')))
+        ELSE xor(prompt_key, getvariable('b_seed_hash'))
+    END % 1000003 % 1000000 AS split_bucket
 FROM judged;

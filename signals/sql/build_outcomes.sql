@@ -8,22 +8,26 @@
 -- the edit when b_accept_keeps_edit.
 CREATE OR REPLACE TEMP TABLE b_out AS
 WITH kept AS (
-    SELECT interaction_id, completion FROM b_int WHERE excluded IS NULL
+    SELECT interaction_id FROM b_int WHERE excluded IS NULL
 ),
 events AS (
-    SELECT f.interaction_id, f.ts, f.event_id, f.kind, f.edited_text, k.completion,
+    SELECT f.interaction_id, f.ts, f.event_id, f.kind, f.edited_text, NULL::VARCHAR AS completion,
         CASE f.kind
             WHEN 'accept' THEN 'accept'
             WHEN 'reject' THEN 'reject'
-            WHEN 'edit' THEN 'edit'
             WHEN 'rate' THEN CASE WHEN f.score >= getvariable('b_rate_accept') THEN 'accept'
                                   WHEN f.score <= getvariable('b_rate_reject') THEN 'reject' END
             WHEN 'choose' THEN CASE WHEN getvariable('b_choose_outcome') THEN 'accept' END
         END AS decision
-    FROM feedback f JOIN kept k ON k.interaction_id = f.interaction_id
+    FROM feedback f SEMI JOIN kept k ON k.interaction_id = f.interaction_id
+    WHERE f.kind <> 'edit'
+    UNION ALL      -- edits, with the output they edit
+    SELECT f.interaction_id, f.ts, f.event_id, f.kind, f.edited_text, i.completion, 'edit'
+    FROM feedback f JOIN interactions i ON i.interaction_id = f.interaction_id
+    WHERE f.kind = 'edit' AND f.interaction_id IN (SELECT interaction_id FROM kept)
     UNION ALL      -- the candidate not chosen
-    SELECT f.other_interaction_id, f.ts, f.event_id, 'choose', NULL, k.completion, 'reject'
-    FROM feedback f JOIN kept k ON k.interaction_id = f.other_interaction_id
+    SELECT f.other_interaction_id, f.ts, f.event_id, 'choose', NULL, NULL, 'reject'
+    FROM feedback f SEMI JOIN kept k ON k.interaction_id = f.other_interaction_id
     WHERE f.kind = 'choose' AND getvariable('b_choose_outcome')
 ),
 edits AS (         -- whitespace-collapsed texts, only for edits
@@ -66,6 +70,7 @@ ranked AS (
 SELECT interaction_id, outcome,
     CASE WHEN outcome = 'edit' THEN 'edit' ELSE latest.kind END AS origin,
     CASE WHEN outcome = 'edit' THEN last_edit END AS edited_text,
+    CASE WHEN outcome = 'edit' THEN hash(last_edit) END AS edit_hash,
     coalesce(had_trivial_edit, false) AS had_trivial_edit
 FROM (
     SELECT *,
@@ -73,3 +78,6 @@ FROM (
              THEN 'edit' ELSE latest.decision END AS outcome
     FROM ranked
 );                 -- outcome NULL: feedback, none decisive
+-- the edited texts alone (small, so the export joins them cheaply)
+CREATE OR REPLACE TEMP TABLE b_edits AS
+SELECT interaction_id, edited_text FROM b_out WHERE outcome = 'edit';

@@ -1,11 +1,13 @@
--- Build step 5 (when PII was found): replace redacted texts, b_red(t -> r), in the
--- exported examples (b_ex) and in the prompts of the interactions they use (b_int).
-UPDATE b_ex SET text_a = b_red.r FROM b_red WHERE b_ex.text_a = b_red.t AND b_ex.dropped IS NULL;
-UPDATE b_ex SET text_b = b_red.r FROM b_red WHERE b_ex.text_b = b_red.t AND b_ex.dropped IS NULL;
+-- Build step 5: where PII was found, b_red(t -> r) maps each text to its redaction. Edits
+-- are replaced in b_edits; prompts get a redacted copy in b_prompt_red (the interactions the
+-- export reads them for); completions are mapped through b_red by the export.
+UPDATE b_edits SET edited_text = b_red.r FROM b_red
+WHERE b_edits.edited_text = b_red.t AND b_edits.interaction_id IN (SELECT interaction_id FROM b_used);
 CREATE OR REPLACE TEMP TABLE b_prompt_red AS
 WITH msgs AS (
-    SELECT i.interaction_id, unnest(i.prompt) AS m, generate_subscripts(i.prompt, 1) AS pos
-    FROM b_int i SEMI JOIN b_used u USING (interaction_id)
+    SELECT interaction_id, unnest(prompt) AS m, generate_subscripts(prompt, 1) AS pos
+    FROM (SELECT i.interaction_id, from_json(i.prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]') AS prompt
+          FROM interactions i SEMI JOIN b_used u USING (interaction_id))
 ),
 touched AS (
     SELECT DISTINCT interaction_id FROM msgs SEMI JOIN b_red ON b_red.t = msgs.m.content
@@ -15,4 +17,3 @@ SELECT interaction_id,
 FROM msgs LEFT JOIN b_red ON b_red.t = msgs.m.content
 WHERE msgs.interaction_id IN (SELECT interaction_id FROM touched)
 GROUP BY interaction_id;
-UPDATE b_int SET prompt = p.prompt FROM b_prompt_red p WHERE b_int.interaction_id = p.interaction_id;

@@ -18,7 +18,7 @@ d AS (
     SELECT *,
         CASE WHEN pre_drop IS NOT NULL OR NOT getvariable('b_dedup') THEN 1
              ELSE row_number() OVER (
-                PARTITION BY kind, pre_drop, prompt_key, md5_number(text_a), md5_number(coalesce(text_b, '')), label
+                PARTITION BY kind, pre_drop, prompt_key, a_hash, b_hash, label
                 ORDER BY ts, interaction_id, other_id) END AS dup_rank
     FROM c
 ),
@@ -41,11 +41,10 @@ s AS (
 ),
 eval_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND is_eval),
 train_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND NOT is_eval)
-SELECT kind, origin, interaction_id, other_id, label, text_a, text_b, user_id, app, task, is_eval,
+SELECT kind, origin, interaction_id, other_id, label, a_edit, b_other, user_id, app, task, is_eval,
     coalesce(drop1, CASE
         WHEN getvariable('b_decontaminate') = 'drop_train' AND NOT is_eval
              AND prompt_key IN (SELECT prompt_key FROM eval_prompts) THEN 'decontaminated'
         WHEN getvariable('b_decontaminate') = 'drop_eval' AND is_eval
              AND prompt_key IN (SELECT prompt_key FROM train_prompts) THEN 'decontaminated' END) AS dropped
-FROM s
-ORDER BY kind, is_eval, dropped NULLS FIRST, interaction_id, origin, other_id, label;
+FROM s;

@@ -284,7 +284,7 @@ def test_exact_duplicates_are_dropped_and_the_per_user_cap_applies(store, tmp_pa
 
 def _mixed_store(store, n=60):
     for i in range(n):
-        store.shown(f"prompt number {i % 40}", f"answer {i}", "accept", user=f"user{i % 7}",
+        store.shown(f"prompt number {i % 40}", f"answer {i}", "accept", user=f"user{i % 9}",
                     session=f"sess{i % 11}")
 
 
