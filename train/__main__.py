@@ -59,10 +59,16 @@ def main(argv: list[str] | None = None) -> int:
     overrides = [a for a in argv if a != "--cfg"]
     started = time.time()
 
+    from hydra.errors import HydraException
+
     from train.config import ConfigError, compose, validate
     from train.rundir import FROZEN, fix_run_dir, freeze, load_frozen, wait_for_frozen
 
-    cfg = compose(overrides)
+    try:
+        cfg = compose(overrides)
+    except HydraException as e:
+        print(f"train: {e}", file=sys.stderr)
+        return 2
     if show_only:
         print(OmegaConf.to_yaml(cfg, resolve=True))
         return 0
