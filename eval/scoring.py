@@ -66,7 +66,11 @@ def completion_logps(model, input_ids, attention_mask, completion_mask):
     # vocabulary projection of prompt positions is the largest waste in scoring.
     first = int(completion_mask.float().argmax(-1).min()) - 1
     keep = input_ids.shape[1] - first
-    logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits[:, :-1]
+    try:
+        logits = model(input_ids=input_ids, attention_mask=attention_mask, logits_to_keep=keep).logits
+    except TypeError:                   # a (remote-code) model without logits_to_keep
+        logits = model(input_ids=input_ids, attention_mask=attention_mask).logits[:, first:]
+    logits = logits[:, :-1]
     targets = input_ids[:, first + 1:]
     sel = completion_mask[:, first + 1:].bool()
     rows = torch.arange(input_ids.shape[0], device=input_ids.device)[:, None].expand_as(sel)[sel]
