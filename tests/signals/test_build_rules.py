@@ -424,3 +424,34 @@ def test_recipe_problems_are_all_reported_at_once():
                    "rate_reject_at", "filters.since"):
         assert needle in msg, needle
     assert normalize({"name": "x"})["split"]["method"] == "hash"
+
+
+def _flat(d, prefix=""):
+    out = {}
+    for k, v in d.items():
+        out.update(_flat(v, f"{prefix}{k}.") if isinstance(v, dict) else {f"{prefix}{k}": v})
+    return out
+
+
+def test_base_recipe_documents_every_option_with_its_default():
+    import yaml
+
+    from signals.recipe import DEFAULTS
+    from tests.conftest import ROOT
+
+    base = yaml.safe_load((ROOT / "conf" / "data" / "base.yaml").read_text())
+    assert set(_flat(base)) == set(_flat(DEFAULTS))
+    assert normalize(base) == normalize({"name": "base"})
+
+
+def test_every_recipe_composes_and_validates():
+    from signals.build_cli import compose_recipe
+    from tests.conftest import ROOT
+
+    names = sorted(p.stem for p in (ROOT / "conf" / "data").glob("*.yaml"))
+    assert {"base", "demo", "smoke", "defacto", "hh-rlhf", "mlqe-pe", "mlqe-da", "finegrained-qa"} <= set(names)
+    for name in names:
+        recipe, store, root = compose_recipe([f"data={name}"])
+        assert normalize(recipe)["name"] == name
+    recipe, _, _ = compose_recipe(["data=defacto", "split.method=user", "data.caps.per_user=5"])
+    assert recipe["split"]["method"] == "user" and recipe["caps"]["per_user"] == 5
