@@ -86,6 +86,8 @@ def main(argv: list[str] | None = None) -> int:
         from train.launch import launch
 
         frozen_cfg = wait_for_frozen(cfg)
+        with open_dict(frozen_cfg):
+            frozen_cfg.launcher.machine_rank = int(launcher.machine_rank)   # this node's rank
         launch(frozen_cfg, Path(cfg.run_dir) / FROZEN)
         return 0
 

@@ -62,3 +62,27 @@ def test_deepspeed_zero3_lora_two_ranks(run_overrides, tmp_path, tiny_model_dir)
     zero3_save_16bit_model (stage3_gather_16bit_weights_on_model_save)."""
     run = run_two_ranks("zero3", run_overrides, tmp_path)
     check_adapter(run, tiny_model_dir)
+
+
+@pytest.mark.slow
+def test_two_nodes_share_one_frozen_run_dir(run_overrides, tmp_path, tiny_model_dir):
+    """Two 'nodes' on localhost (1 rank each): node 1 waits for node 0's frozen config and
+    joins with its own machine rank; one run dir, one manifest, 2 ranks' worth of data."""
+    port = free_port()
+    base = {k: v for k, v in os.environ.items() if k not in ("RUN_ID", "NNODES", "NODE_RANK")}
+    env = {**base, "RUN_ID": "two-nodes", "NNODES": "2", "MASTER_ADDR": "127.0.0.1",
+           "MASTER_PORT": str(port)}
+    cmd = [sys.executable, "-m", "train", "+exp=sft_lora_tiny", *run_overrides, "launcher=ddp",
+           "launcher.nproc_per_node=1", "tracking.report_to=[]"]
+    node1 = subprocess.Popen(cmd, cwd=ROOT, env={**env, "NODE_RANK": "1"},
+                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    node0 = subprocess.run(cmd, cwd=ROOT, env={**env, "NODE_RANK": "0"}, capture_output=True,
+                           text=True, timeout=300)
+    out1, _ = node1.communicate(timeout=120)
+    assert node0.returncode == 0, node0.stdout[-2000:] + node0.stderr[-3000:]
+    assert node1.returncode == 0, out1[-3000:]
+    assert "--machine_rank 1" in out1
+    runs = [p for p in (tmp_path / "runs" / "sft_lora_tiny").iterdir() if p.is_dir()]
+    assert [p.name for p in runs] == ["two-nodes"]
+    manifest = json.loads((runs[0] / "manifest.json").read_text())
+    assert manifest["metrics"]["epoch"] == pytest.approx(1.5)   # 6 steps x 4 x 2 ranks / 32
