@@ -94,6 +94,9 @@ def build_snapshot(recipe: dict, store: str | os.PathLike | duckdb.DuckDBPyConne
                    root: str | os.PathLike = "data/snapshots", *, progress: bool | None = None) -> Snapshot:
     """Build (or reuse the identical existing) snapshot of `recipe` from `store`."""
     r = normalize(recipe)
+    if not isinstance(store, duckdb.DuckDBPyConnection) and not Path(store).exists():
+        raise FileNotFoundError(f"signal store {store} does not exist: ingest first "
+                                "(python -m signals ingest PATH), or pass store=/--db")
     con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.connect(store)
     try:
         return _build(con, r, Path(root), _progress(progress))
@@ -353,6 +356,8 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path, redacted: bool) -> dict[s
     One query per kind (train rows first, then eval) joins the examples to their texts in
     `interactions` (and edits in b_edits); with PII found, through the redaction maps.
     """
+    import pyarrow.compute as pc
+
     files, schemas = {}, _schemas()
     prompt = "from_json(i.prompt, '[{\"role\":\"VARCHAR\",\"content\":\"VARCHAR\"}]')"
     text_a, text_b = _TEXT_A, _TEXT_B
@@ -385,9 +390,8 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path, redacted: bool) -> dict[s
         try:
             for batch in con.sql(query, params=[kind]).to_arrow_reader(ROW_GROUP):
                 is_eval = batch.column(batch.num_columns - 1)
-                batch = batch.drop_columns(["is_eval"]) if hasattr(batch, "drop_columns") else \
-                    batch.select(batch.schema.names[:-1])
-                for split, mask in (("train", pc_invert(is_eval)), ("eval", is_eval)):
+                batch = batch.select(batch.schema.names[:-1])
+                for split, mask in (("train", pc.invert(is_eval)), ("eval", is_eval)):
                     part = batch.filter(mask)
                     if part.num_rows:
                         writers[split].write(part)
@@ -398,12 +402,6 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path, redacted: bool) -> dict[s
             path = out / kind / f"{split}.parquet"
             files[f"{kind}/{split}.parquet"] = {"rows": writers[split].rows, "sha256": _sha256(path)}
     return files
-
-
-def pc_invert(mask):
-    import pyarrow.compute as pc
-
-    return pc.invert(mask)
 
 
 class _Writer:

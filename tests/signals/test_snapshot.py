@@ -196,3 +196,9 @@ def test_cli_build_and_snapshots_show(store_path, tmp_path):
     assert main(["snapshots", "--db", store_path]) == 0
     assert main(["snapshots", "show", "missing", "--db", store_path]) == 2
     assert main(["build", "data=smoke", "caps.per_usr=3", "--db", store_path]) != 0
+
+
+def test_a_missing_store_is_an_error_not_an_empty_snapshot(tmp_path):
+    with pytest.raises(FileNotFoundError, match="does not exist"):
+        build_snapshot(RECIPE, str(tmp_path / "nope.duckdb"), tmp_path / "snaps")
+    assert not (tmp_path / "nope.duckdb").exists()
