@@ -24,6 +24,7 @@ def run_two_ranks(launcher: str, overrides: list[str], tmp_path):
     cmd = [sys.executable, "-m", "train", "+exp=sft_lora_tiny", *overrides, f"launcher={launcher}",
            "launcher.nproc_per_node=2", f"launcher.main_port={free_port()}", "tracking.report_to=[]"]
     env = {k: v for k, v in os.environ.items() if k not in ("RUN_ID", "NNODES", "NODE_RANK")}
+    env["OMP_NUM_THREADS"] = "1"
     out = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True, timeout=400)
     assert out.returncode == 0, out.stdout[-2000:] + out.stderr[-4000:]
     runs = [p for p in (tmp_path / "runs" / "sft_lora_tiny").iterdir() if p.is_dir()]
@@ -70,7 +71,7 @@ def test_two_nodes_share_one_frozen_run_dir(run_overrides, tmp_path, tiny_model_
     joins with its own machine rank; one run dir, one manifest, 2 ranks' worth of data."""
     port = free_port()
     base = {k: v for k, v in os.environ.items() if k not in ("RUN_ID", "NNODES", "NODE_RANK")}
-    env = {**base, "RUN_ID": "two-nodes", "NNODES": "2", "MASTER_ADDR": "127.0.0.1",
+    env = {**base, "OMP_NUM_THREADS": "1", "RUN_ID": "two-nodes", "NNODES": "2", "MASTER_ADDR": "127.0.0.1",
            "MASTER_PORT": str(port)}
     cmd = [sys.executable, "-m", "train", "+exp=sft_lora_tiny", *run_overrides, "launcher=ddp",
            "launcher.nproc_per_node=1", "tracking.report_to=[]"]
