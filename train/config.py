@@ -132,9 +132,12 @@ def validate(cfg: DictConfig) -> None:
     if tool != "local":
         for key in ("num_machines", "machine_rank", "main_port"):
             try:
-                int(launcher[key])
+                value = int(launcher[key])
             except (TypeError, ValueError):
                 problems.append(f"launcher.{key}: {launcher[key]!r} is not an integer")
+                continue
+            if key == "main_port" and not 1 <= value <= 65535:
+                problems.append(f"launcher.main_port: {value} is not a port (1-65535)")
         npp = launcher.get("nproc_per_node")
         if npp != "auto" and not str(npp).isdigit():
             problems.append(f"launcher.nproc_per_node: {npp!r} is not an integer or 'auto'")

@@ -67,8 +67,6 @@ def trl_args(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: Snaps
     if not has_eval:
         given.pop("eval_strategy", None)
     merged = {**defaults, **given}
-    if cfg.launcher.get("tool") == "torchrun" and cfg.launcher.get("deepspeed"):
-        merged["deepspeed"] = str(cfg.launcher.deepspeed)     # a DeepSpeed JSON under torchrun
     return load_object(spec.config)(**merged)
 
 

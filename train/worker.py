@@ -16,10 +16,6 @@ def run_worker(frozen_path: str) -> None:
     from train.runner import run_stages
 
     cfg = load_frozen(frozen_path)
-    if cfg.launcher.get("deepspeed") and not torch.cuda.is_available():
-        import deepspeed  # torchrun + DeepSpeed on CPU: gloo, before any from_pretrained
-
-        deepspeed.init_distributed(dist_backend="gloo")
     try:
         run_stages(cfg)
     finally:
