@@ -53,7 +53,13 @@ def _run_eval(cfg) -> dict | None:
 def main(argv: list[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if "-h" in argv or "--help" in argv:
+        from train.config import CONF_DIR
+
         print(__doc__)
+        print("Config groups (conf/<group>/<option>.yaml; pick with group=option, exp with +exp=):")
+        for group in ("exp", "method", "peft", "model", "data", "launcher", "eval", "gate"):
+            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+            print(f"  {group:9s} {', '.join(options)}")
         return 0
     show_only = "--cfg" in argv
     overrides = [a for a in argv if a != "--cfg"]
