@@ -8,9 +8,10 @@
 -- dropped before selection (NULL = a candidate). A view: build_select reads it once.
 CREATE OR REPLACE TEMP VIEW b_cand AS
 WITH o AS (
-    SELECT o.interaction_id, o.outcome, o.origin, o.edit_hash, i.completion_hash, i.prompt_key,
+    SELECT o.interaction_id, o.outcome, o.origin, d.edit_hash, i.completion_hash, i.prompt_key,
            i.user_id, i.session_id
     FROM b_out o JOIN b_int i USING (interaction_id)
+    LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.interaction_id = o.interaction_id
     WHERE o.outcome IS NOT NULL
 ),
 kept AS (

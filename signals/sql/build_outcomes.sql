@@ -47,7 +47,7 @@ judged AS (       -- is an edit trivial? (Levenshtein only where the length gap 
     FROM edits
 ),
 decided AS (
-    SELECT interaction_id, ts, event_id, kind, edited_text, trivial,
+    SELECT interaction_id, ts, event_id, kind, trivial,
         CASE
             WHEN decision IS DISTINCT FROM 'edit' THEN decision
             WHEN e IS NULL THEN NULL
@@ -57,27 +57,28 @@ decided AS (
         END AS decision
     FROM judged
 ),
-ranked AS (
+ranked AS (       -- narrow aggregate states: the latest edit is kept as its event id
     SELECT interaction_id,
         max_by(struct_pack(decision, kind),
                struct_pack(ts, prio := CASE decision WHEN 'edit' THEN 3 WHEN 'reject' THEN 2 ELSE 1 END, event_id))
             FILTER (WHERE decision IS NOT NULL) AS latest,
-        max_by(edited_text, struct_pack(ts, event_id)) FILTER (WHERE decision = 'edit') AS last_edit,
+        max_by(event_id, struct_pack(ts, event_id)) FILTER (WHERE decision = 'edit') AS last_edit_event,
         bool_or(trivial) AS had_trivial_edit
     FROM decided
     GROUP BY interaction_id
 )
 SELECT interaction_id, outcome,
     CASE WHEN outcome = 'edit' THEN 'edit' ELSE latest.kind END AS origin,
-    CASE WHEN outcome = 'edit' THEN last_edit END AS edited_text,
-    CASE WHEN outcome = 'edit' THEN hash(last_edit) END AS edit_hash,
+    CASE WHEN outcome = 'edit' THEN last_edit_event END AS last_edit_event,
     coalesce(had_trivial_edit, false) AS had_trivial_edit
 FROM (
     SELECT *,
-        CASE WHEN latest.decision = 'accept' AND last_edit IS NOT NULL AND getvariable('b_accept_keeps_edit')
+        CASE WHEN latest.decision = 'accept' AND last_edit_event IS NOT NULL AND getvariable('b_accept_keeps_edit')
              THEN 'edit' ELSE latest.decision END AS outcome
     FROM ranked
 );                 -- outcome NULL: feedback, none decisive
--- the edited texts alone (small, so the export joins them cheaply)
+-- the edited texts of edit outcomes (the export joins them; PII redaction updates them)
 CREATE OR REPLACE TEMP TABLE b_edits AS
-SELECT interaction_id, edited_text FROM b_out WHERE outcome = 'edit';
+SELECT o.interaction_id, f.edited_text, hash(f.edited_text) AS edit_hash
+FROM b_out o JOIN feedback f ON f.event_id = o.last_edit_event
+WHERE o.outcome = 'edit';

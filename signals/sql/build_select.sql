@@ -22,13 +22,16 @@ d AS (
                 ORDER BY ts, interaction_id, other_id) END AS dup_rank
     FROM c
 ),
-u AS (
+u AS (             -- the per-user cap's window runs only when a cap is set (build.py drops this block)
     SELECT *,
-        CASE WHEN pre_drop IS NULL AND dup_rank = 1 AND user_id IS NOT NULL AND getvariable('b_per_user') IS NOT NULL
+        -- cap:begin
+        CASE WHEN pre_drop IS NULL AND dup_rank = 1 AND user_id IS NOT NULL
              THEN row_number() OVER (
                 PARTITION BY kind, user_id, pre_drop IS NULL AND dup_rank = 1
                 ORDER BY md5(getvariable('b_seed') || chr(31) || interaction_id || chr(31) || origin
-                             || chr(31) || coalesce(other_id, '') || chr(31) || coalesce(label::VARCHAR, ''))) END AS user_rank
+                             || chr(31) || coalesce(other_id, '') || chr(31) || coalesce(label::VARCHAR, ''))) END
+        -- cap:end
+        AS user_rank
     FROM d
 ),
 s AS (
