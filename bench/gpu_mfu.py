@@ -1,218 +1,137 @@
-"""GPU throughput and MFU of a full bf16 SFT with TRL: one self-contained script.
+"""GPU check: full bf16 SFT of a ~0.5B Llama built from config, tokens/s and MFU.
 
-    python bench/gpu_mfu.py                      # ~0.5B Qwen2-architecture model, 30 steps, on CUDA
-    python bench/gpu_mfu.py --cpu-dry-run        # tiny size on CPU: checks that it starts and runs
+One self-contained script (no hub, no repo imports) so it runs on a bare GPU box:
 
-Builds a model from config (no hub: the shape of Qwen2.5-0.5B, ~494M parameters,
-tied embeddings), makes synthetic token data (lengths spread over 64..max_length),
-and runs `trl.SFTTrainer` with bf16, padding-free best-fit packing, no activation
-checkpointing, and flash-attention 2 when `flash_attn` imports (else SDPA).
-Timing skips the first `--warmup` steps and synchronizes CUDA at each step end.
+    python bench/gpu_mfu.py                      # ~0.47B Llama, packing + SDPA, 30 steps
+    python bench/gpu_mfu.py --compile            # same with torch.compile
+    python bench/gpu_mfu.py --liger              # Liger fused kernels (pip install liger-kernel)
+    python bench/gpu_mfu.py --cpu-dry-run        # tiny size on CPU: checks the wiring only
 
-Prints tokens/s (non-padding tokens) and MFU = 6 x params x tokens/s / peak, with
-peak = the card's dense bf16 TFLOPS (H100 SXM / H200: 989; H100 PCIe: 756;
-A100: 312; `--peak-tflops` for others). 6N counts every parameter (the LM head is
-real compute) and leaves attention score FLOPs out; a second MFU with them is
-printed for reference. On CUDA out-of-memory the batch is halved and the run retried.
+MFU = 6 x params x tokens/s / peak dense bf16 FLOP/s of the card (H100/H200 SXM:
+989 TFLOP/s). Attention FLOPs are left out of the numerator, as in the usual
+6ND estimate, so the figure is conservative. Steps before `--warmup` are not timed.
 """
 
 from __future__ import annotations
 
 import argparse
-import importlib.util
 import json
 import math
 import os
-import platform
-import sys
-import tempfile
 import time
-import traceback
 
-PEAKS_TFLOPS = [("H200", 989.0), ("H100 PCIe", 756.0), ("H100", 989.0), ("GH200", 989.0),
-                ("A100", 312.0), ("L40S", 362.0), ("A10G", 125.0), ("L4", 121.0)]
+import torch
 
-
-def log(msg: str) -> None:
-    print(msg, flush=True)
+PEAK_BF16 = {"H100": 989e12, "H200": 989e12, "A100": 312e12, "L40S": 362e12}
 
 
-def peak_tflops(name: str, override: float | None) -> float | None:
-    if override:
-        return override
-    for key, value in PEAKS_TFLOPS:
-        if key in name:
-            return value
-    return None
+def peak_flops(name: str) -> float | None:
+    return next((v for k, v in PEAK_BF16.items() if k in name), None)
 
 
-def model_config(dry: bool):
-    from transformers import Qwen2Config
-
-    if dry:
-        return Qwen2Config(vocab_size=1024, hidden_size=64, intermediate_size=128, num_hidden_layers=2,
-                           num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=1024,
-                           tie_word_embeddings=True, pad_token_id=0, eos_token_id=1, bos_token_id=None)
-    # Qwen2.5-0.5B's shape
-    return Qwen2Config(vocab_size=151936, hidden_size=896, intermediate_size=4864, num_hidden_layers=24,
-                       num_attention_heads=14, num_key_value_heads=2, max_position_embeddings=32768,
-                       rope_theta=1000000.0, rms_norm_eps=1e-6, tie_word_embeddings=True,
-                       pad_token_id=151643, eos_token_id=151645, bos_token_id=None)
-
-
-def tokenizer_for(config):
-    """A minimal fast tokenizer: the data is already token ids; TRL needs pad/eos ids."""
+def tokenizer(vocab: int):
+    """A word-level tokenizer with pad/eos; the data is pre-tokenized ids anyway."""
     from tokenizers import Tokenizer, models
     from transformers import PreTrainedTokenizerFast
 
-    special = {config.pad_token_id: "<pad>", config.eos_token_id: "<eos>"}
-    vocab = {special.get(i, f"t{i}"): i for i in range(config.vocab_size)}
-    tok = PreTrainedTokenizerFast(tokenizer_object=Tokenizer(models.WordLevel(vocab, unk_token="t2")),
-                                  pad_token="<pad>", eos_token="<eos>", unk_token="t2")
-    return tok
+    words = {f"t{i}": i for i in range(vocab - 2)}
+    words.update({"<pad>": vocab - 2, "</s>": vocab - 1})
+    tok = Tokenizer(models.WordLevel(vocab=words, unk_token="t0"))
+    return PreTrainedTokenizerFast(tokenizer_object=tok, pad_token="<pad>", eos_token="</s>")
 
 
-def synthetic_dataset(n: int, max_length: int, vocab: int, eos: int, seed: int = 0):
-    """Pre-tokenized rows, lengths log-uniform over 64..max_length (a realistic spread)."""
-    import random
+def data(n: int, vocab: int, max_len: int, seed: int):
+    """Pre-tokenized documents with a realistic (log-normal) spread of lengths."""
+    import datasets
 
-    from datasets import Dataset
-
-    rng = random.Random(seed)
-    rows = []
-    lo = math.log(min(64, max_length // 2))
-    for _ in range(n):
-        length = int(math.exp(rng.uniform(lo, math.log(max_length))))
-        ids = [rng.randrange(3, min(vocab, 150000)) for _ in range(length - 1)] + [eos]
-        rows.append({"input_ids": ids})
-    return Dataset.from_list(rows)
+    g = torch.Generator().manual_seed(seed)
+    lengths = torch.exp(torch.randn(n, generator=g) * 0.8 + math.log(max_len / 4)).clamp(32, max_len).long()
+    rows = [torch.randint(0, vocab - 2, (int(L),), generator=g).tolist() for L in lengths]
+    return datasets.Dataset.from_dict({"input_ids": rows})
 
 
-def attention_impl(requested: str, cuda: bool) -> str:
-    if requested != "auto":
-        return requested
-    if cuda and importlib.util.find_spec("flash_attn") is not None:
-        return "flash_attention_2"
-    return "sdpa"
-
-
-def run(args, batch: int, attn: str) -> dict:
-    import torch
-    from transformers import AutoModelForCausalLM, TrainerCallback
-    from trl import SFTConfig, SFTTrainer
-
-    cuda = torch.cuda.is_available() and not args.cpu_dry_run
-    config = model_config(args.cpu_dry_run)
-    dtype = torch.bfloat16 if cuda else torch.float32
-    torch.manual_seed(0)
-    model = AutoModelForCausalLM.from_config(config, dtype=dtype, attn_implementation=attn)
-    n_params = sum(p.numel() for p in model.parameters())
-    tok = tokenizer_for(config)
-    max_length = 256 if args.cpu_dry_run else args.max_length
-    steps = 4 if args.cpu_dry_run else args.steps
-    warmup = 1 if args.cpu_dry_run else args.warmup
-    # enough rows for `steps` packed batches: mean row ~ max_length / 2.7 (log-uniform)
-    n_rows = int(steps * batch * 3.2) + 64
-    data = synthetic_dataset(n_rows, max_length, config.vocab_size, config.eos_token_id)
-
-    marks: list[tuple[int, float, int]] = []
-
-    class Clock(TrainerCallback):
-        def on_step_end(self, a, state, control, **kw):
-            if cuda:
-                torch.cuda.synchronize()
-            marks.append((state.global_step, time.perf_counter(), int(state.num_input_tokens_seen)))
-
-    out = tempfile.mkdtemp(prefix="gpu-mfu-")
-    sft = SFTConfig(
-        output_dir=out, max_steps=steps, per_device_train_batch_size=batch,
-        gradient_accumulation_steps=1, learning_rate=1e-5, lr_scheduler_type="constant",
-        warmup_steps=0, max_length=max_length, packing=True, bf16=cuda, use_cpu=not cuda,
-        activation_checkpointing=False, logging_steps=10, save_strategy="no", report_to="none",
-        include_num_input_tokens_seen="non_padding", dataloader_num_workers=2 if cuda else 0,
-        dataloader_pin_memory=cuda, seed=0, disable_tqdm=True,
-    )
-    trainer = SFTTrainer(model=model, args=sft, train_dataset=data, processing_class=tok,
-                         callbacks=[Clock()])
-    log(f"training: {steps} steps, batch {batch} x {max_length} packed tokens, attention {attn}, "
-        f"dtype {dtype}, {n_params / 1e6:.1f}M parameters, {len(trainer.train_dataset)} packed rows")
-    trainer.train()
-    timed = [m for m in marks if m[0] > warmup]
-    if len(timed) < 2:
-        raise RuntimeError(f"too few steps after warmup: {marks}")
-    (s0, t0, k0), (s1, t1, k1) = timed[0], timed[-1]
-    tokens_per_s = (k1 - k0) / (t1 - t0)
-    layers, hidden = config.num_hidden_layers, config.hidden_size
-    # attention scores + weighted sum: 2 matmuls x 2 FLOPs x seq x hidden per token per layer, x3 for fwd+bwd;
-    # packed rows hold documents of ~max_length/2.7 tokens on average (causal halves it again)
-    mean_doc = max_length / 2.7
-    attn_flops_per_token = 3 * 2 * 2 * layers * hidden * mean_doc / 2
-    peak_mem = torch.cuda.max_memory_allocated() / 2**30 if cuda else float("nan")
-    return {"params": n_params, "tokens_per_s": tokens_per_s, "timed_steps": s1 - s0,
-            "tokens_per_step": (k1 - k0) / (s1 - s0), "attn_flops_per_token": attn_flops_per_token,
-            "batch": batch, "max_length": max_length, "attention": attn, "peak_mem_gib": peak_mem}
-
-
-def main() -> int:
+def main() -> None:
     p = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--cpu-dry-run", action="store_true", help="tiny model on CPU, 4 steps: a start-up check")
     p.add_argument("--steps", type=int, default=30)
-    p.add_argument("--warmup", type=int, default=5, help="steps left out of the timing")
-    p.add_argument("--batch", type=int, default=8, help="packed rows per step (halved on OOM)")
-    p.add_argument("--max-length", type=int, default=4096, help="tokens per packed row")
-    p.add_argument("--attn", default="auto", choices=["auto", "flash_attention_2", "sdpa", "eager"])
-    p.add_argument("--peak-tflops", type=float, default=None, help="dense bf16 peak of this card")
+    p.add_argument("--warmup", type=int, default=8)
+    p.add_argument("--seq", type=int, default=4096, help="packed sequence length")
+    p.add_argument("--batch", type=int, default=8, help="packed sequences per step")
+    p.add_argument("--compile", action="store_true")
+    p.add_argument("--liger", action="store_true", help="Liger fused kernels (RMSNorm, RoPE, SwiGLU, fused linear cross-entropy)")
+    p.add_argument("--attn", default=None, help="attention implementation (default: flash_attention_2 if importable, else sdpa)")
+    p.add_argument("--cpu-dry-run", action="store_true")
+    p.add_argument("--out", default=None, help="write the result as JSON here")
     args = p.parse_args()
 
-    import torch
-    import transformers
-    import trl
+    from transformers import LlamaConfig, LlamaForCausalLM, TrainerCallback
+    from trl import SFTConfig, SFTTrainer
 
-    cuda = torch.cuda.is_available() and not args.cpu_dry_run
-    device = torch.cuda.get_device_name(0) if cuda else f"CPU ({platform.processor() or platform.machine()})"
-    log(f"device: {device}; torch {torch.__version__} (CUDA {torch.version.cuda}), transformers "
-        f"{transformers.__version__}, trl {trl.__version__}, flash_attn "
-        f"{'yes' if importlib.util.find_spec('flash_attn') else 'no'}, python {sys.version.split()[0]}")
-    if not cuda and not args.cpu_dry_run:
-        log("no CUDA device: run with --cpu-dry-run on CPU")
-        return 2
-    os.environ.setdefault("TOKENIZERS_PARALLELISM", "false")
-
-    attn = attention_impl(args.attn, cuda)
-    batch = 2 if args.cpu_dry_run else args.batch
-    result = None
-    while result is None:
-        try:
-            result = run(args, batch, attn)
-        except torch.cuda.OutOfMemoryError:
-            torch.cuda.empty_cache()
-            if batch == 1:
-                raise
-            batch //= 2
-            log(f"CUDA out of memory: retrying with batch {batch}")
-        except (ImportError, ValueError) as e:
-            if attn == "flash_attention_2":
-                log(f"flash-attention failed ({e}); retrying with sdpa")
-                traceback.print_exc()
-                attn = "sdpa"
-            else:
-                raise
-    peak = peak_tflops(device, args.peak_tflops) if cuda else None
-    six_n = 6 * result["params"] * result["tokens_per_s"]
-    with_attn = (6 * result["params"] + result["attn_flops_per_token"]) * result["tokens_per_s"]
-    result.update(device=device, model_tflops=six_n / 1e12, peak_tflops=peak,
-                  mfu=six_n / (peak * 1e12) if peak else None,
-                  mfu_with_attention=with_attn / (peak * 1e12) if peak else None)
-    log(f"tokens/s: {result['tokens_per_s']:.0f} over {result['timed_steps']} steps "
-        f"({result['tokens_per_step']:.0f} tokens/step), model FLOPs 6N: {six_n / 1e12:.1f} TFLOP/s")
-    if peak:
-        log(f"MFU (6 x params x tokens/s / {peak:.0f} TFLOPS): {100 * result['mfu']:.1f}%   "
-            f"(with attention FLOPs: {100 * result['mfu_with_attention']:.1f}%)   target >= 40%")
+    cpu = args.cpu_dry_run
+    if cpu:
+        size = dict(hidden_size=64, num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=4,
+                    intermediate_size=128, vocab_size=1000)
+        args.seq, args.batch, args.steps, args.warmup = 256, 2, 4, 1
     else:
-        log("MFU: n/a (" + ("CPU dry run" if not cuda else f"unknown peak for {device!r}; pass --peak-tflops") + ")")
-    log("RESULT " + json.dumps(result))
-    return 0
+        size = dict(hidden_size=1024, num_hidden_layers=24, num_attention_heads=16, num_key_value_heads=16,
+                    intermediate_size=4096, vocab_size=32000)
+    attn = args.attn
+    if attn is None:
+        try:
+            import flash_attn  # noqa: F401
+            attn = "flash_attention_2"
+        except ImportError:
+            attn = "sdpa"
+    config = LlamaConfig(max_position_embeddings=max(args.seq, 4096), tie_word_embeddings=False,
+                         attn_implementation=attn, **size)
+    torch.manual_seed(0)
+    model = LlamaForCausalLM(config).to(torch.float32 if cpu else torch.bfloat16)
+    n_params = sum(p.numel() for p in model.parameters())
+    device = "cpu" if cpu else torch.cuda.get_device_name(0)
+    print(f"device: {device}  params: {n_params / 1e6:.1f}M  attn: {attn}  compile: {args.compile}", flush=True)
+    packing = "bfd padding-free" if attn.startswith("flash") else "wrapped"
+
+    docs_needed = args.steps * args.batch * args.seq // (args.seq // 4) * 2
+    ds = data(docs_needed, config.vocab_size, args.seq, seed=0)
+
+    marks: list[tuple[float, int]] = []
+
+    class Clock(TrainerCallback):
+        def on_step_end(self, targs, state, control, **kw):
+            if not cpu:
+                torch.cuda.synchronize()
+            marks.append((time.perf_counter(), state.num_input_tokens_seen))
+
+    cfg = SFTConfig(
+        output_dir="/tmp/gpu_mfu", max_steps=args.steps, per_device_train_batch_size=args.batch,
+        learning_rate=1e-4, lr_scheduler_type="constant", warmup_steps=0,
+        # Padding-free (bfd) packing needs varlen flash attention; under SDPA it would flatten the
+        # batch into one row with a block-diagonal mask and lose the flash kernel, so SDPA packs
+        # "wrapped" rows (documents concatenated, causal mask, the flash SDPA backend).
+        max_length=args.seq, packing=True, packing_strategy="bfd" if attn.startswith("flash") else "wrapped",
+        padding_free=attn.startswith("flash"), bf16=not cpu, use_cpu=cpu,
+        gradient_checkpointing=False, torch_compile=args.compile,
+        optim="adamw_torch" if cpu else "adamw_torch_fused", use_liger_kernel=args.liger,
+        logging_steps=5, save_strategy="no", report_to=[], dataloader_num_workers=2,
+        include_num_input_tokens_seen="non_padding", seed=0,
+    )
+    trainer = SFTTrainer(model=model, args=cfg, train_dataset=ds, processing_class=tokenizer(config.vocab_size),
+                         callbacks=[Clock()])
+    trainer.train()
+
+    (t0, n0), (t1, n1) = marks[args.warmup - 1], marks[-1]
+    tps = (n1 - n0) / (t1 - t0)
+    peak = None if cpu else peak_flops(device)
+    mfu = 6 * n_params * tps / peak if peak else None
+    result = {"device": device, "params": n_params, "attn": attn, "compile": args.compile, "liger": args.liger, "packing": packing,
+              "seq": args.seq, "batch": args.batch, "timed_steps": len(marks) - args.warmup,
+              "tokens_per_s": round(tps, 1), "mfu": None if mfu is None else round(mfu, 4),
+              "peak_bf16_flops": peak, "max_mem_gib": None if cpu else round(torch.cuda.max_memory_allocated() / 2**30, 1)}
+    print("RESULT " + json.dumps(result), flush=True)
+    if args.out:
+        os.makedirs(os.path.dirname(args.out) or ".", exist_ok=True)
+        with open(args.out, "w") as f:
+            json.dump(result, f, indent=2)
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

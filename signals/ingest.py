@@ -82,24 +82,46 @@ def file_hash(path: Path) -> str:
     return h.hexdigest()
 
 
-# ---------------------------------------------------------------- staging: raw_lines(ln, line)
+# ---------------------------------------------------------------- staging: raw_input(ln, line) -> rec
+# A stager defines two views and runs stage 1 (ingest_records.sql) over the first:
+#   raw_input(ln, line): the lines in source order, ln NULL where the position is the line number
+#                        (JSONL: read in parallel and parsed straight into rec, never held as text);
+#   raw_src(ln, line):   the same lines numbered, read again only for the raw text of conflicts.
 
 def _open_bytes(path: Path):
     return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
 
 
-def _read_text_lines(con, path: Path, max_chars: int) -> int:
-    """raw_lines from a JSONL file in DuckDB; returns how many lines it could not read."""
+def _literal(text: str) -> str:
+    """A SQL string literal (a view cannot hold bound parameters)."""
+    return "'" + text.replace("'", "''") + "'"
+
+
+def _parse(con) -> None:
+    con.execute(sql("ingest_records.sql"))
+
+
+def _lines_from_table(con) -> None:
+    """raw_lines(ln, line) is staged: parse it."""
+    con.execute("CREATE OR REPLACE TEMP VIEW raw_input AS SELECT ln, line FROM raw_lines")
+    con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT ln, line FROM raw_lines")
+    _parse(con)
+
+
+def _parse_text_lines(con, path: Path, max_chars: int) -> int:
+    """Parse a JSONL file read as one text column; returns how many lines DuckDB could not
+    read (invalid UTF-8, over-long): then rec is incomplete and the caller cleans the file."""
     max_line = max(1 << 21, 4 * max_chars + 16)
+    opts = (f"columns = {{'line': 'VARCHAR'}}, delim = {_literal(DELIM)}, quote = '', escape = '', "
+            f"header = false, auto_detect = false, max_line_size = {max_line}, "
+            f"buffer_size = {max(1 << 25, 2 * max_line)}")
     con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
-    con.execute(
-        "CREATE OR REPLACE TEMP TABLE raw_lines AS "
-        "SELECT row_number() OVER () AS ln, line FROM read_csv(?, columns = {'line': 'VARCHAR'}, "
-        "delim = ?, quote = '', escape = '', header = false, auto_detect = false, "
-        "max_line_size = ?, buffer_size = ?, store_rejects = true, "
-        "rejects_table = 'ingest_rejects', rejects_scan = 'ingest_scans')",
-        [str(path), DELIM, max_line, max(1 << 25, 2 * max_line)],
-    )
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM read_csv("
+                f"{_literal(str(path))}, {opts}, store_rejects = true, rejects_table = 'ingest_rejects', "
+                "rejects_scan = 'ingest_scans')")
+    con.execute(f"CREATE OR REPLACE TEMP VIEW raw_src AS SELECT row_number() OVER () AS ln, line "
+                f"FROM read_csv({_literal(str(path))}, {opts})")
+    _parse(con)
     return con.execute("SELECT count(*) FROM ingest_rejects").fetchone()[0]
 
 
@@ -126,10 +148,10 @@ def _clean_copy(path: Path, out: Path, max_chars: int) -> None:
 
 
 def stage_jsonl(con, path: Path, max_chars: int, tmp: Path) -> None:
-    if _read_text_lines(con, path, max_chars):
+    if _parse_text_lines(con, path, max_chars):
         clean = tmp / "clean.jsonl"
         _clean_copy(path, clean, max_chars)
-        if _read_text_lines(con, clean, max_chars):
+        if _parse_text_lines(con, clean, max_chars):
             raise IngestError(f"{path}: unreadable even after cleaning")
 
 
@@ -144,12 +166,12 @@ def stage_json(con, path: Path, max_chars: int, tmp: Path) -> None:
                 "json::VARCHAR AS line FROM read_json_objects(?, format = 'array', maximum_object_size = ?)",
                 [str(path), max(1 << 24, 4 * max_chars)],
             )
-            return
         except Exception as e:  # the whole document is unreadable: one quarantine record
             con.execute("CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT 1::BIGINT AS ln, ?::VARCHAR AS line",
                         [json.dumps({"_reject": "malformed_json", "_detail": f"not a valid JSON array: {str(e).splitlines()[0]}",
                                      "_raw": head[:2000].decode("utf-8", "replace")})])
-            return
+        _lines_from_table(con)
+        return
     stage_jsonl(con, path, max_chars, tmp)
 
 
@@ -157,6 +179,7 @@ def stage_parquet(con, path: Path, max_chars: int, tmp: Path) -> None:
     """Parquet (hive partition columns from the path included): row n -> one JSON record."""
     con.execute("CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_number() OVER () AS ln, "
                 "to_json(t)::VARCHAR AS line FROM read_parquet(?, hive_partitioning = true) t", [str(path)])
+    _lines_from_table(con)
 
 
 def stage_csv(con, path: Path, max_chars: int, tmp: Path) -> None:
@@ -172,6 +195,7 @@ def stage_csv(con, path: Path, max_chars: int, tmp: Path) -> None:
         con.executemany("INSERT INTO raw_lines VALUES (?, ?)", [
             (-1, json.dumps({"_reject": "malformed_csv", "_detail": msg.splitlines()[0], "_raw": raw, "_source_row": line}))
             for line, raw, msg in bad])
+    _lines_from_table(con)
 
 
 STAGERS = {"jsonl": stage_jsonl, "json": stage_json, "parquet": stage_parquet, "csv": stage_csv}
@@ -237,15 +261,16 @@ def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = 
             return {"path": str(path), "status": "skipped", "reason": f"already ingested (ingest {seen[0]})",
                     "source": src_name}
         started = con.execute("SELECT now()").fetchone()[0]
+        con.execute("SET VARIABLE max_record_chars = ?", [max_chars])
         if mapping is not None:
             mapped = tmp / "mapped.jsonl"
             sources.apply_mapping(mapping, path, mapped)
             stage_jsonl(con, mapped, max_chars, tmp)
         else:
             STAGERS[format_of(path)](con, path, max_chars, tmp)
-        con.execute("SET VARIABLE max_record_chars = ?", [max_chars])
-        for stage in ("ingest_records.sql", "ingest_feedback.sql", "ingest_resolve.sql"):
+        for stage in ("ingest_feedback.sql", "ingest_resolve.sql"):
             con.execute(sql(stage))
+        _conflict_lines(con)
         counts = dict(zip(["records", "duplicates_i", "forgotten_i"], con.execute(
             "SELECT (SELECT count(*) FROM rec), (SELECT count(*) FROM ist WHERE status = 'duplicate'), "
             "(SELECT count(*) FROM ist WHERE status = 'forgotten')").fetchone(), strict=True))
@@ -270,12 +295,24 @@ def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = 
             con.execute("ROLLBACK")
             raise
         finally:
-            con.execute("DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS rec; DROP TABLE IF EXISTS fb; "
-                        "DROP TABLE IF EXISTS ist; DROP TABLE IF EXISTS fst")
+            con.execute("DROP VIEW IF EXISTS rec; DROP VIEW IF EXISTS raw_input; DROP VIEW IF EXISTS raw_src; "
+                        "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS rec_t; DROP TABLE IF EXISTS fb; "
+                        "DROP TABLE IF EXISTS ist; DROP TABLE IF EXISTS fst; DROP TABLE IF EXISTS conflict_lines")
     return {"path": str(path), "status": "ingested", "source": src_name, "ingest_id": ingest_id,
             "records": counts["records"], "interactions": added_i, "feedback": added_f,
             "duplicates": dups, "forgotten": counts["forgotten_i"] + fforg,
             "quarantined": sum(quarantine.values()), "quarantine": quarantine}
+
+
+def _conflict_lines(con) -> None:
+    """conflict_lines(ln, line): the raw text of conflicting records (rare), read from raw_src;
+    rec keeps the text of quarantined lines only."""
+    con.execute("CREATE OR REPLACE TEMP TABLE conflict_lines (ln BIGINT, line VARCHAR)")
+    if con.execute("SELECT EXISTS (SELECT 1 FROM ist WHERE status = 'conflict') "
+                   "OR EXISTS (SELECT 1 FROM fst WHERE status = 'conflict' AND idx = 0)").fetchone()[0]:
+        con.execute("INSERT INTO conflict_lines SELECT ln, line FROM raw_src WHERE ln IN ("
+                    "SELECT ln FROM ist WHERE status = 'conflict' UNION "
+                    "SELECT ln FROM fst WHERE status = 'conflict' AND idx = 0)")
 
 
 def format_of_or_none(path: Path) -> str | None:

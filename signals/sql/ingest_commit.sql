@@ -23,16 +23,15 @@ SELECT getvariable('source_path'), q.source_row, q.field, q.reason, q.detail, q.
     coalesce(q.user_id, nullif(regexp_extract(q.raw, '"user_id"\s*:\s*"([^"]*)"', 1), '')),
     getvariable('ingest_id'), now()
 FROM (
-    SELECT r.source_row, r.err.field AS field, r.err.reason AS reason, r.err.detail AS detail,
-        coalesce(r.raw_override, l.line) AS raw, r.user_id
-    FROM rec r JOIN raw_lines l USING (ln) WHERE r.err IS NOT NULL
+    SELECT r.source_row, r.err.field AS field, r.err.reason AS reason, r.err.detail AS detail, r.raw, r.user_id
+    FROM rec r WHERE r.err IS NOT NULL
     UNION ALL
     SELECT f.source_row, f.err.field, f.err.reason, f.err.detail, f.raw_item, f.user_id
     FROM fb f WHERE f.err IS NOT NULL AND f.idx > 0
     UNION ALL
     SELECT r.source_row, 'interaction_id', 'conflict', s.detail, l.line, r.user_id
-    FROM ist s JOIN rec r USING (ln) JOIN raw_lines l USING (ln) WHERE s.status = 'conflict'
+    FROM ist s JOIN rec r USING (ln) JOIN conflict_lines l USING (ln) WHERE s.status = 'conflict'
     UNION ALL
     SELECT f.source_row, 'event_id', 'conflict', s.detail, coalesce(f.raw_item, l.line), f.user_id
-    FROM fst s JOIN fb f USING (ln, idx) JOIN raw_lines l USING (ln) WHERE s.status = 'conflict'
+    FROM fst s JOIN fb f USING (ln, idx) LEFT JOIN conflict_lines l ON l.ln = s.ln AND s.idx = 0 WHERE s.status = 'conflict'
 ) q;

@@ -10,7 +10,7 @@ WITH items AS (
     FROM rec
     WHERE rtype = 'interaction' AND err IS NULL AND feedback_list IS NOT NULL
 ), nx AS (
-    SELECT *, CASE WHEN json_type(e) = 'OBJECT' THEN json_extract(e, [
+    SELECT *, CASE WHEN jt(e) = 'OBJECT' THEN json_extract(e, [
         '$.event_id', '$.interaction_id', '$.ts', '$.kind', '$.edited_text',
         '$.score', '$.other_interaction_id', '$.user_id', '$.metadata']) END AS v
     FROM items
@@ -20,7 +20,7 @@ WITH items AS (
         p_iid AS interaction_id,
         CASE WHEN present(v[3]) THEN parse_ts(v[3]) ELSE p_ts END AS ts,
         jtext(v[4]) AS kind,
-        CASE WHEN json_type(v[5]) = 'VARCHAR' THEN v[5] ->> '$' END AS edited_text,
+        CASE WHEN jt(v[5]) = 'VARCHAR' THEN v[5] ->> '$' END AS edited_text,
         parse_num(v[6]) AS score,
         jtext(v[7]) AS other_interaction_id,
         coalesce(jtext(v[8]), p_user) AS user_id,
