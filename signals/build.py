@@ -579,7 +579,6 @@ def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, manifest: di
 
 
 def _drop_temp_tables(con: duckdb.DuckDBPyConnection) -> None:
-    con.execute("DROP VIEW IF EXISTS temp.b_cand")
     for (name,) in con.execute("SELECT table_name FROM duckdb_tables() WHERE temporary "
                                "AND table_name LIKE 'b\\_%' ESCAPE '\\'").fetchall():
         con.execute(f'DROP TABLE IF EXISTS temp."{name}"')

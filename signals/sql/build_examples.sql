@@ -5,18 +5,22 @@
 --   text_a = the edit of interaction_id (a_edit) or else its completion;
 --   text_b = the completion of other_id (b_other) or else of interaction_id (pairs only);
 -- with their hashes for de-duplication and equality. `pre_drop` is why a candidate is
--- dropped before selection (NULL = a candidate). A view: build_select reads it once.
-CREATE OR REPLACE TEMP VIEW b_cand AS
-WITH o AS (
-    SELECT o.interaction_id, o.outcome, o.origin, d.edit_hash, i.completion_hash, i.prompt_key,
-           i.user_id, i.session_id
-    FROM b_out o JOIN b_int i USING (interaction_id)
+-- dropped before selection (NULL = a candidate). Each row carries what selection needs of
+-- its interaction (time, user, prompt hashes, split), so build_select joins nothing.
+CREATE OR REPLACE TEMP TABLE b_cand AS
+WITH attrs AS (     -- what selection needs of an interaction; is_eval: its split
+    SELECT interaction_id, completion_hash, prompt_key, last_user_key, user_id, session_id, ts, app, task,
+        CASE WHEN getvariable('b_split_method') = 'time' THEN ts >= getvariable('b_cutoff')
+             ELSE split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
+    FROM b_int WHERE excluded IS NULL
+),
+o AS (
+    SELECT o.interaction_id, o.outcome, o.origin, d.edit_hash, i.* EXCLUDE (interaction_id)
+    FROM b_out o JOIN attrs i USING (interaction_id)
     LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.interaction_id = o.interaction_id
     WHERE o.outcome IS NOT NULL
 ),
-kept AS (
-    SELECT interaction_id, completion_hash, prompt_key FROM b_int WHERE excluded IS NULL
-),
+kept AS (SELECT * FROM attrs),
 choices AS (       -- the latest choice per unordered pair of candidates
     SELECT max_by(struct_pack(chosen := interaction_id, other := other_interaction_id), struct_pack(ts, event_id)) AS c
     FROM feedback
@@ -45,40 +49,40 @@ regen AS (
 -- SFT: accepted completions and edited texts
 SELECT 'sft' AS kind, origin, interaction_id, NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label,
        false AS a_edit, NULL::BOOLEAN AS b_other, completion_hash AS a_hash, NULL::UBIGINT AS b_hash,
-       NULL::VARCHAR AS pre_drop
+       NULL::VARCHAR AS pre_drop, ts, user_id, app, task, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
 UNION ALL
-SELECT 'sft', origin, interaction_id, NULL, NULL, true, NULL, edit_hash, NULL, NULL
+SELECT 'sft', origin, interaction_id, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
 -- preference pairs from edits: chosen = edit, rejected = original (trivial edits are no edits)
 UNION ALL
-SELECT 'pref', 'edit', interaction_id, NULL, NULL, true, false, edit_hash, completion_hash, NULL
+SELECT 'pref', 'edit', interaction_id, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
 -- preference pairs from explicit choices
 UNION ALL
 SELECT 'pref', 'choose', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
     CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts'
-         WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END
+         WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END,
+    a.ts, a.user_id, a.app, a.task, a.prompt_key, a.last_user_key, a.is_eval
 FROM choices ch
 JOIN kept a ON a.interaction_id = ch.c.chosen
 JOIN kept b ON b.interaction_id = ch.c.other
 -- preference pairs from regenerations: the r-th accepted vs the r-th rejected of a group
 UNION ALL
 SELECT 'pref', 'regen', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
-    CASE WHEN ka.completion_hash = kb.completion_hash THEN 'identical_texts' END
+    CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts' END,
+    a.ts, a.user_id, a.app, a.task, a.prompt_key, a.last_user_key, a.is_eval
 FROM regen a
 JOIN regen b ON a.prompt_key = b.prompt_key AND a.scope = b.scope AND a.r = b.r
-JOIN kept ka ON ka.interaction_id = a.interaction_id
-JOIN kept kb ON kb.interaction_id = b.interaction_id
 WHERE a.outcome = 'accept' AND b.outcome = 'reject' AND a.r <= getvariable('b_max_regen')
   AND getvariable('b_pref')
 -- KTO: accept -> desirable, reject -> undesirable, edit -> both
 UNION ALL
-SELECT 'kto', origin, interaction_id, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL
+SELECT 'kto', origin, interaction_id, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, NULL, true, true, NULL, edit_hash, NULL, NULL
+SELECT 'kto', 'edit', interaction_id, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'edit' AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, NULL, false, false, NULL, completion_hash, NULL, NULL
+SELECT 'kto', 'edit', interaction_id, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'edit' AND getvariable('b_kto');

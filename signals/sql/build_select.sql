@@ -8,12 +8,7 @@
 --          (b_decontaminate = 'drop_train') or from eval ('drop_eval').
 -- `dropped` says why a candidate is not exported (NULL = exported).
 CREATE OR REPLACE TEMP TABLE b_ex AS
-WITH c AS (
-    SELECT c.*, i.user_id, i.app, i.task, i.ts, i.prompt_key, i.last_user_key,
-        CASE WHEN getvariable('b_split_method') = 'time' THEN i.ts >= getvariable('b_cutoff')
-             ELSE i.split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
-    FROM b_cand c JOIN b_int i USING (interaction_id)
-),
+WITH c AS (SELECT * FROM b_cand),
 d AS (
     SELECT *,
         CASE WHEN pre_drop IS NOT NULL OR NOT getvariable('b_dedup') THEN 1
