@@ -6,57 +6,46 @@
 -- decision before it stands) or an accept ('accept'); an edit to empty text is a reject.
 -- Ties in time: edit > reject > accept, then event_id. An accept after an edit confirms
 -- the edit when b_accept_keeps_edit.
+-- First every edit on its own (the one step that reads texts): trivial, empty or a real edit.
+CREATE OR REPLACE TEMP TABLE b_edit_judged AS
+SELECT event_id,
+    CASE
+        WHEN e = '' THEN 'empty'
+        WHEN e = c THEN 'trivial'
+        -- the length gap bounds the distance from below: Levenshtein only where it does not decide
+        WHEN abs(length(e) - length(c)) >= getvariable('b_min_edit') * greatest(length(e), length(c)) THEN 'edit'
+        WHEN levenshtein(e, c) < getvariable('b_min_edit') * greatest(length(e), length(c)) THEN 'trivial'
+        ELSE 'edit'
+    END AS verdict
+FROM (
+    SELECT f.event_id, b_norm(f.edited_text) AS e, b_norm(i.completion) AS c
+    FROM feedback f JOIN interactions i ON i.interaction_id = f.interaction_id
+    WHERE f.kind = 'edit' AND f.edited_text IS NOT NULL
+);
 CREATE OR REPLACE TEMP TABLE b_out AS
 WITH kept AS (
     SELECT interaction_id FROM b_int WHERE excluded IS NULL
 ),
 events AS (
-    SELECT f.interaction_id, f.ts, f.event_id, f.kind, f.edited_text, NULL::VARCHAR AS completion,
+    SELECT f.interaction_id, f.ts, f.event_id, f.kind, j.verdict = 'trivial' AS trivial,
         CASE f.kind
             WHEN 'accept' THEN 'accept'
             WHEN 'reject' THEN 'reject'
             WHEN 'rate' THEN CASE WHEN f.score >= getvariable('b_rate_accept') THEN 'accept'
                                   WHEN f.score <= getvariable('b_rate_reject') THEN 'reject' END
             WHEN 'choose' THEN CASE WHEN getvariable('b_choose_outcome') THEN 'accept' END
+            WHEN 'edit' THEN CASE j.verdict WHEN 'edit' THEN 'edit' WHEN 'empty' THEN 'reject'
+                                  WHEN 'trivial' THEN CASE WHEN getvariable('b_trivial_edit') = 'accept'
+                                                           THEN 'accept' END END
         END AS decision
     FROM feedback f SEMI JOIN kept k ON k.interaction_id = f.interaction_id
-    WHERE f.kind <> 'edit'
-    UNION ALL      -- edits, with the output they edit
-    SELECT f.interaction_id, f.ts, f.event_id, f.kind, f.edited_text, i.completion, 'edit'
-    FROM feedback f JOIN interactions i ON i.interaction_id = f.interaction_id
-    WHERE f.kind = 'edit' AND f.interaction_id IN (SELECT interaction_id FROM kept)
+    LEFT JOIN b_edit_judged j ON f.kind = 'edit' AND j.event_id = f.event_id
     UNION ALL      -- the candidate not chosen
-    SELECT f.other_interaction_id, f.ts, f.event_id, 'choose', NULL, NULL, 'reject'
+    SELECT f.other_interaction_id, f.ts, f.event_id, 'choose', false, 'reject'
     FROM feedback f SEMI JOIN kept k ON k.interaction_id = f.other_interaction_id
     WHERE f.kind = 'choose' AND getvariable('b_choose_outcome')
 ),
-edits AS (         -- whitespace-collapsed texts, only for edits
-    SELECT * EXCLUDE (completion),
-        CASE WHEN decision = 'edit' THEN b_norm(edited_text) END AS e,
-        CASE WHEN decision = 'edit' THEN b_norm(completion) END AS c
-    FROM events
-),
-judged AS (       -- is an edit trivial? (Levenshtein only where the length gap does not decide)
-    SELECT *,
-        CASE
-            WHEN e IS NULL OR e = '' THEN false
-            WHEN e = c THEN true
-            WHEN abs(length(e) - length(c)) >= getvariable('b_min_edit') * greatest(length(e), length(c)) THEN false
-            ELSE levenshtein(e, c) < getvariable('b_min_edit') * greatest(length(e), length(c))
-        END AS trivial
-    FROM edits
-),
-decided AS (
-    SELECT interaction_id, ts, event_id, kind, trivial,
-        CASE
-            WHEN decision IS DISTINCT FROM 'edit' THEN decision
-            WHEN e IS NULL THEN NULL
-            WHEN e = '' THEN 'reject'
-            WHEN trivial THEN CASE WHEN getvariable('b_trivial_edit') = 'accept' THEN 'accept' END
-            ELSE 'edit'
-        END AS decision
-    FROM judged
-),
+decided AS (SELECT * FROM events),
 ranked AS (       -- narrow aggregate states: the latest edit is kept as its event id
     SELECT interaction_id,
         max_by(struct_pack(decision, kind),
