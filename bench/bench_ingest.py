@@ -162,6 +162,13 @@ def run_child(kind: str, data: Path, db: Path, *extra) -> dict:
         summary = json.loads(text[text.index('{\n  "db"'):])
         out["stored"] = summary["interactions"] + summary["feedback"]
         out["quarantined"] = summary["quarantined"]
+        import duckdb  # every stored row names its own line (files are read in parallel)
+
+        con = duckdb.connect(str(db), read_only=True)
+        out["misnumbered"] = con.execute(
+            f"SELECT count(*) FROM interactions WHERE source_row <> substr(interaction_id, 2)::BIGINT % {SHARD} + 1"
+        ).fetchone()[0]
+        con.close()
     return out
 
 
@@ -182,7 +189,7 @@ def main() -> None:
         print(f"generated {args.events:,} events ({ni:,} interactions + {nf:,} feedback), {size:.2f} GiB "
               f"in {time.perf_counter() - t:.0f}s")
         a = run_child("ingest", data, work / "a.duckdb")
-        assert a["stored"] == args.events and a["quarantined"] == 0, a
+        assert a["stored"] == args.events and a["quarantined"] == 0 and a["misnumbered"] == 0, a
         b = run_child("floor", data, work / "b.duckdb")
         c = run_child("python", data, work / "c.duckdb", args.python_events)
         rate = lambda r, n: n / r["seconds"]  # noqa: E731
@@ -204,7 +211,7 @@ def main() -> None:
             size = sum(p.stat().st_size for p in data.rglob("*.jsonl")) / 2**30
             print(f"generated {big:,} events, {size:.2f} GiB in {time.perf_counter() - t:.0f}s")
             a5 = run_child("ingest", data, work / "a5.duckdb")
-            assert a5["stored"] == big and a5["quarantined"] == 0, a5
+            assert a5["stored"] == big and a5["quarantined"] == 0 and a5["misnumbered"] == 0, a5
             r = a5["seconds"] / a["seconds"]
             print(f"(a) at {big:,}: {a5['seconds']:.2f} s  {rate(a5, big):,.0f} events/s  peak RSS {a5['rss_gib']:.2f} GiB")
             print(f"time {big:,} / {args.events:,} = {r:.2f}x  (target <= {0.5 + args.scale:.1f}x for {args.scale}x data)  {ok(r <= 0.5 + args.scale)}")

@@ -345,7 +345,7 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
     try:
         _setup(con)
         max_chars = int(max_record_chars or _store_setting(con, "max_record_chars", DEFAULT_MAX_RECORD_CHARS))
-        memory = os.environ.get("SIGNALS_MEMORY_LIMIT", "1GB")
+        memory = os.environ.get("SIGNALS_MEMORY_LIMIT", "1.5GB")
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory):
             raise IngestError(f"SIGNALS_MEMORY_LIMIT={memory!r}: expected a size like 1GB or 512MiB")
         con.execute(f"SET memory_limit = '{memory}'")  # SET takes no bound parameters; checked above

@@ -11,9 +11,9 @@
 -- DuckDB evaluates the repeated v[i] from one json_extract per row (common subexpressions).
 CREATE OR REPLACE TEMP TABLE rec_t AS
 WITH x AS (
-    SELECT ln, line, length(line) AS nchars,
-        line IS NULL OR trim(line) = '' AS blank,
-        CASE WHEN starts_with(ltrim(line), '{') THEN try(json_extract(line, [
+    SELECT ln, line,
+        line IS NULL OR NOT regexp_matches(line, '\S') AS blank,
+        CASE WHEN regexp_matches(line, '^\s*\{') THEN try(json_extract(line, [
             '$._reject', '$.interaction_id', '$.ts', '$.prompt', '$.completion',
             '$.user_id', '$.session_id', '$.app', '$.task', '$.model_id',
             '$.metadata', '$.feedback', '$.kind', '$.event_id', '$.edited_text',
@@ -21,7 +21,7 @@ WITH x AS (
         END AS v
     FROM raw_input
 ), f AS (
-    SELECT ln, line, blank, nchars, v,
+    SELECT ln, line, blank, v,
         v IS NOT NULL AS obj,
         CASE WHEN v IS NOT NULL THEN true WHEN blank THEN false ELSE json_valid(line) END AS ok,
         try_cast(v[20] ->> '$' AS BIGINT) AS src_row,
@@ -48,8 +48,8 @@ SELECT ln, src_row, line, raw_override, rtype, interaction_id, ts, prompt, compl
     WHEN NOT ok THEN err('malformed_json', NULL, 'not valid JSON (truncated line, stray text or bad escape)')
     WHEN NOT obj THEN err('wrong_type', NULL, 'a record must be a JSON object')
     WHEN present(v[1]) THEN err(v[1] ->> '$', v[18] ->> '$', v[19] ->> '$')
-    WHEN nchars > getvariable('max_record_chars')
-        THEN err('too_large', NULL, printf('record is %d characters; the limit is %d (max_record_chars)', nchars, getvariable('max_record_chars')))
+    WHEN strlen(line) > getvariable('max_record_chars') AND length(line) > getvariable('max_record_chars')
+        THEN err('too_large', NULL, printf('record is %d characters; the limit is %d (max_record_chars)', length(line), getvariable('max_record_chars')))
     WHEN rtype = 'interaction' THEN CASE
         WHEN NOT present(v[2]) THEN err('missing_field', 'interaction_id', 'interaction_id is required')
         WHEN interaction_id IS NULL THEN err('wrong_type', 'interaction_id', 'interaction_id must be a string or integer, got ' || jt(v[2]))

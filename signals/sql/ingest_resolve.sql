@@ -4,8 +4,8 @@
 -- stored record is never changed. Out: temp tables ist and fst (ln[, idx], status, detail)
 -- listing only the rows that are NOT new.
 CREATE OR REPLACE TEMP TABLE ist AS
-WITH ci AS (
-    SELECT * FROM rec WHERE rtype = 'interaction' AND err IS NULL
+WITH ci AS (  -- keys only: a CTE used three times is materialized, and must not copy the texts
+    SELECT ln, interaction_id, user_id FROM rec WHERE rtype = 'interaction' AND err IS NULL
 ), forgotten AS (
     SELECT ln FROM ci
     WHERE (user_id IS NOT NULL AND sha256(user_id) IN (SELECT user_hash FROM tombstones))
@@ -16,8 +16,8 @@ WITH ci AS (
     SELECT interaction_id FROM ci SEMI JOIN interactions USING (interaction_id)
 ), cand AS (
     SELECT c.*, row_number() OVER (PARTITION BY c.interaction_id ORDER BY c.ln) AS rn
-    FROM ci c SEMI JOIN keys USING (interaction_id)
-    WHERE c.ln NOT IN (SELECT ln FROM forgotten)
+    FROM rec c SEMI JOIN keys USING (interaction_id)
+    WHERE c.rtype = 'interaction' AND c.err IS NULL AND c.ln NOT IN (SELECT ln FROM forgotten)
 ), ref AS (
     SELECT s.interaction_id, s.ts, s.user_id, s.session_id, s.app, s.task, s.model_id,
         s.prompt::VARCHAR AS prompt, s.completion, s.metadata::VARCHAR AS metadata,
