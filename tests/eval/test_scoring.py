@@ -58,3 +58,23 @@ def test_generation_is_batched_and_seeded(scored):
     a = generate(model, tok, prompts, **kw)
     b = generate(model, tok, prompts, **kw)
     assert a == b and len(a) == 3 and all(isinstance(x, str) for x in a)
+
+
+@pytest.mark.slow
+def test_real_vocabulary_batched_matches_loop():
+    """SmolLM2's 49k vocabulary: where x - logsumexp(x) drifted 2e-4 from the loop."""
+    from tests.conftest import ROOT
+
+    path = ROOT / "models" / "smollm2-135m"
+    if not (path / "model.safetensors").exists():
+        pytest.skip(f"{path} is absent (python -m train.models fetch smollm2-135m)")
+    model, tok = load_model(str(path))
+    prompts = [[{"role": "user", "content": f"Write a short reply about order {i} and its refund."}]
+               for i in range(4)]
+    chosen = [[{"role": "assistant", "content": "Hello, your refund was sent today. " * (1 + i % 3)}]
+              for i in range(4)]
+    rejected = [[{"role": "assistant", "content": "no."}] for _ in range(4)]
+    enc = encode(tok, prompts + prompts, chosen + rejected)
+    lp_b, _ = score_encoded(model, enc, tok.pad_token_id, batch_size=8)
+    lp_l, _ = score_loop(model, enc)
+    np.testing.assert_allclose(lp_b[:4] - lp_b[4:], lp_l[:4] - lp_l[4:], atol=1e-4, rtol=0)
