@@ -76,14 +76,16 @@ def support(rng: random.Random) -> tuple[list[dict], str, str]:
     """(prompt messages, plain answer, house-style answer)."""
     name = rng.choice(NAMES)
     issue, answer = rng.choice(SUPPORT_ISSUES)
+    order = rng.randrange(10000, 99999)
     prompt = [{"role": "system", "content": "You draft replies for Acme customer support."},
-              {"role": "user", "content": f"Customer {name} writes: {issue}. Draft a reply."}]
+              {"role": "user", "content": f"Customer {name} (order {order}) writes: {issue}. Draft a reply."}]
     return prompt, answer, f"Hi {name},\n{answer}\n{SIGN_OFF}"
 
 
 def sql(rng: random.Random) -> tuple[list[dict], str, str]:
     task, query = rng.choice(SQL_TASKS)
-    prompt = [{"role": "user", "content": f"Write a SQL query to {task}."}]
+    table = rng.choice(["", " in the shop schema", " for the EU region", " from the replica", " for last quarter"])
+    prompt = [{"role": "user", "content": f"Write a SQL query to {task}{table}."}]
     styled = query
     for kw in sorted(SQL_KEYWORDS, key=len, reverse=True):
         styled = _replace_word(styled, kw, kw.upper())
@@ -92,7 +94,9 @@ def sql(rng: random.Random) -> tuple[list[dict], str, str]:
 
 def summarize(rng: random.Random) -> tuple[list[dict], str, str]:
     article, summary = rng.choice(ARTICLES)
-    prompt = [{"role": "user", "content": f"Summarize in one sentence: {article}"}]
+    source = rng.choice(["the Herald", "City News", "the Gazette", "Radio North", "the Courier"])
+    day = rng.choice(["Monday", "Tuesday", "Wednesday", "Thursday", "Friday"])
+    prompt = [{"role": "user", "content": f"Summarize in one sentence this report from {source} on {day}: {article}"}]
     return prompt, summary, f"TL;DR: {summary}"
 
 
@@ -142,14 +146,20 @@ def _iso(ts: datetime, rng: random.Random) -> str | int:
 
 
 def simulate_day(day: date, *, per_day: int, seed: int, styled_rate: float = 0.25,
-                 choose_rate: float = 0.15, noise: float = 0.1, n_users: int = 40):
-    """Interactions (some with nested feedback) and loose feedback events for one day."""
+                 choose_rate: float = 0.15, noise: float = 0.1, n_users: int = 40, flip: bool = False):
+    """Interactions (some with nested feedback) and loose feedback events for one day.
+
+    `flip` turns the preference around (users want the plain answers): label-flipped
+    signal, to check that the gate rejects a model trained on it.
+    """
     rng = random.Random(f"{seed}-{day.isoformat()}")
     start = datetime(day.year, day.month, day.day, 8, tzinfo=UTC)
     interactions, loose = [], []
     for i in range(per_day):
         app = rng.choice(list(APPS))
         prompt, plain, gold = APPS[app](rng)
+        if flip:
+            plain, gold = gold, plain
         user = f"u{rng.randrange(n_users):03d}"
         ts = start + timedelta(seconds=int(i * 36000 / per_day) + rng.randrange(30))
         styled = rng.random() < styled_rate
@@ -225,9 +235,10 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--start", type=date.fromisoformat, default=date(2026, 11, 1), help="first day, YYYY-MM-DD")
     p.add_argument("--noise", type=float, default=0.1, help="share of random reactions")
+    p.add_argument("--flip", action="store_true", help="users prefer the plain answers (label-flipped signal)")
     args = p.parse_args(argv)
     files = simulate(args.out, days=args.days, per_day=args.per_day, seed=args.seed,
-                     start=args.start, noise=args.noise)
+                     start=args.start, noise=args.noise, flip=args.flip)
     print(f"wrote {len(files)} files to {args.out}")
 
 
