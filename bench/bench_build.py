@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import resource
 import shutil
 import subprocess
@@ -176,8 +177,8 @@ def child(what: str, db: str, out: str) -> None:
     t = time.perf_counter()
     if what == "floor":
         con = duckdb.connect(db, read_only=True)
-        # the floor is one big query: it gets more memory than the builder (it fails at 5M with 1GB)
-        con.execute("SET memory_limit = '4GB'")
+        # the same DuckDB memory limit as the builder (SIGNALS_BUILD_MEMORY, default 1GB)
+        con.execute(f"SET memory_limit = '{os.environ.get('SIGNALS_BUILD_MEMORY', '1GB')}'")
         con.execute("SET preserve_insertion_order = false")
         con.execute(NORM)
         path = Path(out) / "floor.parquet"
