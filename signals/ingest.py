@@ -20,6 +20,7 @@ import os
 import re
 import tempfile
 from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
@@ -245,11 +246,12 @@ def _store_setting(con, key: str, default):
 
 
 def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = DEFAULT_MAX_RECORD_CHARS,
-                mapping=None) -> dict:
-    """Ingest one file in one transaction; returns its counts (status: ingested/skipped)."""
+                mapping=None, digest: str | None = None) -> dict:
+    """Ingest one file in one transaction; returns its counts (status: ingested/skipped).
+    `digest` is the file's sha256 when the caller has it already."""
     from signals import sources
 
-    digest = file_hash(path)
+    digest = digest or file_hash(path)
     src_name = source or "native"
     with tempfile.TemporaryDirectory(prefix="signals-ingest-") as tmpdir:
         tmp = Path(tmpdir)
@@ -356,9 +358,14 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
         from tqdm import tqdm
 
         results = []
-        for path in tqdm(files, desc="ingest", unit="file", disable=not progress or len(files) < 2):
-            results.append(ingest_file(con, path, source=mapping["name"] if mapping else None,
-                                       max_chars=max_chars, mapping=mapping))
+        # the next file is hashed (hashlib releases the GIL) while DuckDB works on this one
+        with ThreadPoolExecutor(max_workers=1) as pool:
+            nxt = pool.submit(file_hash, files[0]) if files else None
+            for i, path in enumerate(tqdm(files, desc="ingest", unit="file", disable=not progress or len(files) < 2)):
+                digest = nxt.result()
+                nxt = pool.submit(file_hash, files[i + 1]) if i + 1 < len(files) else None
+                results.append(ingest_file(con, path, source=mapping["name"] if mapping else None,
+                                           max_chars=max_chars, mapping=mapping, digest=digest))
         pending = con.execute("SELECT count(*) FROM pending_feedback").fetchone()[0]
     finally:
         con.close()

@@ -33,17 +33,17 @@ CREATE OR REPLACE TEMP MACRO prompt_msgs(x) AS CASE
         THEN (x ->> '$')::JSON
     WHEN jt(x) = 'VARCHAR' THEN json_array(json_object('role', 'user', 'content', x ->> '$'))
 END;
--- every element an object whose role and content are strings. Fast path (2 parses): the merged
--- structure is exactly role/content strings (so no element is a non-object) and no element
--- lacks one. Else the exact check: `$[*].role` lists one type per element that has the key.
+-- every element an object whose role and content are strings. Fast path (one parse): each
+-- element read as {role, content} JSON fragments that must both be strings (a non-object element
+-- gives NULLs); only a list that fails it gets the exact check, where `$[*].role` lists one type
+-- per element that has the key.
 CREATE OR REPLACE TEMP MACRO msgs_exact(m) AS coalesce(json_type(m) = 'ARRAY' AND json_array_length(m) > 0
     AND len(json_type(m, '$[*].role')) = json_array_length(m)
     AND len(json_type(m, '$[*].content')) = json_array_length(m)
     AND list_distinct(json_type(m, '$[*].role') || json_type(m, '$[*].content')) = ['VARCHAR'], false);
 CREATE OR REPLACE TEMP MACRO msgs_ok(m) AS CASE
-    WHEN json_structure(m)::VARCHAR = '[{"role":"VARCHAR","content":"VARCHAR"}]'
-         AND NOT list_bool_or(list_transform(json_transform(m, '[{"role":"VARCHAR","content":"VARCHAR"}]'),
-                                             lambda e: e IS NULL OR e.role IS NULL OR e.content IS NULL))
+    WHEN coalesce(list_bool_and(list_transform(json_transform(m, '[{"role":"JSON","content":"JSON"}]'),
+                  lambda e: coalesce(starts_with(e.role, '"') AND starts_with(e.content, '"'), false))), false)
         THEN true
     ELSE msgs_exact(m) END;
 -- an object, or a string holding one (CSV)
