@@ -1,4 +1,4 @@
-# Two commands (see README): `make test`, and `make demo` once the pipeline lands.
+# Two commands (see README): `make demo` (the main job end to end) and `make test`.
 # The venv is built once; later calls only check a stamp file and start at once.
 PYTHON ?= python3.11
 VENV   ?= .venv
@@ -7,10 +7,11 @@ VENV   ?= .venv
 TORCH       ?= torch==2.13.0
 TORCH_INDEX ?=
 PYTEST_ARGS ?=
+DEMO_ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: test lint lock venv clean-venv
+.PHONY: demo test lint lock venv clean-venv
 
 venv: $(STAMP)
 
@@ -20,6 +21,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q "$(TORCH)" $(TORCH_INDEX)
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
+
+# The scheduled pipeline on the simulated product; a second call with no new logs does nothing.
+demo: $(STAMP)
+	$(PY) -m scripts.nightly +exp=demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -23,6 +23,7 @@ def overrides(tmp: Path, model_dir: Path, *, flip: bool = False, **extra) -> lis
             f"nightly.landing={tmp}/landing", f"nightly.dashboard={tmp}/dashboard",
             f"nightly.lock={tmp}/nightly.lock", f"nightly.simulate={sim}",
             "method=dpo", "method.args.learning_rate=5e-3", "method.args.num_train_epochs=3",
+            "gate.primary=preference_accuracy_norm", "gate.margin=0.05",
             "method.args.per_device_train_batch_size=16", "method.args.save_steps=4",
             "method.args.max_length=128", "tracking.report_to=[]",
             "eval.generation.max_prompts=24", "eval.generation.max_new_tokens=16",
