@@ -127,6 +127,7 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot
     con.execute(_USED)
     bar.set_description("build: redact PII")
     con.execute("CREATE OR REPLACE TEMP TABLE b_red (t VARCHAR, r VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE b_pii (interaction_id VARCHAR, prompt {_MSG}[], completion VARCHAR)")
     redactions = _redact(con) if r["privacy"]["redact_pii"] else {}
     bar.update()
 
@@ -134,7 +135,7 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
     try:
-        files = _export(con, tmp, redacted=_has_rows(con, "b_red"))
+        files = _export(con, tmp)
         version = _version(r, files)
         counts = _counts(con)
         manifest = {
@@ -237,6 +238,8 @@ def _bind(con: duckdb.DuckDBPyConnection, r: dict) -> None:
         con.execute(f"SET VARIABLE {name} = CAST(? AS {sql_type})", [value])
     con.execute("SET VARIABLE b_seed_hash = md5_number_lower(CAST(? AS VARCHAR))", [str(s["seed"])])
     con.execute("SET VARIABLE b_has_bench = CAST(? AS BOOLEAN)", [bool(s["benchmark_prompts"])])
+    con.execute("SET VARIABLE b_redact = CAST(? AS BOOLEAN)", [bool(priv["redact_pii"])])
+    con.execute("SET VARIABLE b_pii_re = CAST(? AS VARCHAR)", [_pii_prefilter()])
 
 
 def _bind_newest_cutoff(con: duckdb.DuckDBPyConnection, eval_fraction: float) -> None:
@@ -302,20 +305,30 @@ _USED = """
         UNION ALL SELECT other_id FROM b_ex WHERE dropped IS NULL AND other_id IS NOT NULL)"""
 
 
+def _pii_prefilter() -> str:
+    from signals import pii  # lazy: the redactor is the ingest helper's module
+
+    return getattr(pii, "SQL_PREFILTER", PII_PREFILTER) or "."
+
+
 def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """Find the PII in every exported text (signals.pii): b_red maps text -> redacted text.
 
     Each distinct text is redacted once; counts are PII spans replaced per kind,
-    over the distinct texts. Texts that no PII pattern can match are skipped in SQL.
+    over the distinct texts. Texts that no PII pattern can match are skipped in SQL:
+    build_interactions flags (`pii`) the interactions whose prompt or completion the
+    prefilter matches, and only those are read again here.
     """
-    from signals import pii  # lazy: the redactor is the ingest helper's module
+    from signals import pii
 
-    prefilter = getattr(pii, "SQL_PREFILTER", PII_PREFILTER) or "."
+    prefilter = _pii_prefilter()
+    con.execute("CREATE OR REPLACE TEMP TABLE b_pii_used AS "
+                "SELECT interaction_id FROM b_used JOIN b_int USING (interaction_id) WHERE b_int.pii")
     query = """
         WITH used AS (
             SELECT i.completion,
                    from_json(i.prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]') AS prompt
-            FROM interactions i SEMI JOIN b_used u USING (interaction_id)
+            FROM interactions i SEMI JOIN b_pii_used u USING (interaction_id)
         )
         SELECT DISTINCT t FROM (
             SELECT unnest(list_filter(list_transform(prompt, lambda m: m.content),
@@ -348,70 +361,81 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 _EXPORT = {
-    "sft": f"""list_append(i.prompt, {{'role': 'assistant', 'content': {{a}}}}::{_MSG}) AS messages""",
-    "pref": f"""i.prompt AS prompt,
+    "sft": f"""list_append(t.prompt, {{'role': 'assistant', 'content': {{a}}}}::{_MSG}) AS messages""",
+    "pref": f"""t.prompt AS prompt,
         [{{'role': 'assistant', 'content': {{a}}}}::{_MSG}] AS chosen,
         [{{'role': 'assistant', 'content': {{b}}}}::{_MSG}] AS rejected""",
-    "kto": f"""i.prompt AS prompt,
+    "kto": f"""t.prompt AS prompt,
         [{{'role': 'assistant', 'content': {{a}}}}::{_MSG}] AS completion,
         e.label AS label""",
 }
-_TEXT_A = "CASE WHEN e.a_edit THEN o.edited_text ELSE i.completion END"
-_TEXT_B = "CASE WHEN e.b_other THEN j.completion ELSE i.completion END"
+_TEXT_A = "CASE WHEN e.a_edit THEN t.edited_text ELSE t.completion END"
+_TEXT_B = "CASE WHEN e.b_other THEN o.completion ELSE t.completion END"
+# Example rows per export chunk: bounds the memory of a chunk's texts and sort.
+EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "400000"))
 
 
-def _export(con: duckdb.DuckDBPyConnection, out: Path, redacted: bool) -> dict[str, dict]:
+def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     """Write kind/split.parquet files in a stable row order; their row counts and sha256.
 
-    One query per kind (train rows first, then eval) joins the examples to their texts in
-    `interactions` (and edits in b_edits); with PII found, through the redaction maps.
+    The rows are ordered by (interaction_id, origin, other_id, label) in each file. They
+    are written in chunks of consecutive interaction ids (build_export.sql): per chunk the
+    texts are read and parsed once (build_chunk.sql), then each kind's rows are joined to
+    them, sorted and appended to that kind's files. Row groups have ROW_GROUP rows whatever
+    the chunks, so the bytes depend only on the rows.
     """
-    import pyarrow.compute as pc
-
     files, schemas = {}, _schemas()
-    prompt = "from_json(i.prompt, '[{\"role\":\"VARCHAR\",\"content\":\"VARCHAR\"}]')"
-    text_a, text_b = _TEXT_A, _TEXT_B
-    joins = ""
-    if redacted:
-        prompt = f"coalesce(pr.prompt, {prompt})"
-        text_a, text_b = f"coalesce(ra.r, {_TEXT_A})", f"coalesce(rb.r, {_TEXT_B})"
-        joins = f"""
-            LEFT JOIN b_prompt_red pr ON pr.interaction_id = e.interaction_id
-            LEFT JOIN b_red ra ON ra.t = {_TEXT_A}
-"""
+    con.execute(_sql("build_export"))
+    queries = {}
     for kind in KINDS:
         (out / kind).mkdir()
-        columns = _EXPORT[kind].replace("i.prompt", "{p}").replace("{a}", text_a).replace("{b}", text_b)
-        columns = columns.replace("{p}", prompt)
-        kind_joins = joins
-        if kind == "pref":          # the rejected side may be another interaction's output
-            kind_joins += "\n            LEFT JOIN interactions j ON e.b_other AND j.interaction_id = e.other_id"
-            if redacted:
-                kind_joins += f"\n            LEFT JOIN b_red rb ON rb.t = {_TEXT_B}"
-        query = f"""
+        columns = _EXPORT[kind].replace("{a}", _TEXT_A).replace("{b}", _TEXT_B)
+        other = ("LEFT JOIN (SELECT * FROM b_oth WHERE b_in_chunk(interaction_id)) o "
+                 "ON e.b_other AND o.interaction_id = e.interaction_id AND o.other_id = e.other_id"
+                 if kind == "pref" else "")
+        queries[kind] = f"""
             SELECT {columns}, e.interaction_id, e.app, e.task, e.user_id, e.origin, e.is_eval
-            FROM b_ex e
-            JOIN interactions i ON i.interaction_id = e.interaction_id
-            LEFT JOIN b_edits o ON e.a_edit AND o.interaction_id = e.interaction_id
-            {kind_joins}
-            WHERE e.dropped IS NULL AND e.kind = ?
+            FROM (SELECT * FROM b_exp WHERE kind = ? AND b_in_chunk(interaction_id)) e
+            JOIN b_txt t ON t.interaction_id = e.interaction_id
+            {other}
             ORDER BY e.is_eval, e.interaction_id, e.origin, e.other_id, e.label"""
-        writers = {split: _Writer(out / kind / f"{split}.parquet", schemas[kind]) for split in SPLITS}
-        try:
-            for batch in con.sql(query, params=[kind]).to_arrow_reader(ROW_GROUP):
-                is_eval = batch.column(batch.num_columns - 1)
-                batch = batch.select(batch.schema.names[:-1])
-                for split, mask in (("train", pc.invert(is_eval)), ("eval", is_eval)):
-                    part = batch.filter(mask)
-                    if part.num_rows:
-                        writers[split].write(part)
-        finally:
-            for w in writers.values():
-                w.close()
-        for split in SPLITS:
-            path = out / kind / f"{split}.parquet"
-            files[f"{kind}/{split}.parquet"] = {"rows": writers[split].rows, "sha256": _sha256(path)}
+    writers = {(kind, split): _Writer(out / kind / f"{split}.parquet", schemas[kind])
+               for kind in KINDS for split in SPLITS}
+    try:
+        for lo, hi in _chunks(con):
+            con.execute("SET VARIABLE b_lo = CAST(? AS VARCHAR)", [lo])
+            con.execute("SET VARIABLE b_hi = CAST(? AS VARCHAR)", [hi])
+            con.execute(_sql("build_chunk"))
+            for kind in KINDS:
+                for batch in con.sql(queries[kind], params=[kind]).to_arrow_reader(ROW_GROUP):
+                    # sorted by is_eval first: the train rows, then the eval rows
+                    n_eval = batch.column(batch.num_columns - 1).true_count
+                    batch = batch.select(batch.schema.names[:-1])
+                    n_train = batch.num_rows - n_eval
+                    if n_train:
+                        writers[kind, "train"].write(batch.slice(0, n_train))
+                    if n_eval:
+                        writers[kind, "eval"].write(batch.slice(n_train))
+    finally:
+        for w in writers.values():
+            w.close()
+    for (kind, split), w in writers.items():
+        path = out / kind / f"{split}.parquet"
+        files[f"{kind}/{split}.parquet"] = {"rows": w.rows, "sha256": _sha256(path)}
     return files
+
+
+def _chunks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
+    """[lo, hi) ranges of interaction_id holding about EXPORT_CHUNK example rows each."""
+    starts = [lo for (lo,) in con.execute("""
+        SELECT min(interaction_id) FROM (
+            SELECT interaction_id, sum(n) OVER (ORDER BY interaction_id) - n AS before
+            FROM (SELECT interaction_id, count(*) AS n FROM b_exp GROUP BY interaction_id))
+        GROUP BY before // ? ORDER BY 1""", [EXPORT_CHUNK]).fetchall()]
+    if not starts:
+        return [("", None)]
+    return [("" if k == 0 else lo, starts[k + 1] if k + 1 < len(starts) else None)
+            for k, lo in enumerate(starts)]
 
 
 class _Writer:
@@ -436,7 +460,8 @@ class _Writer:
 
         table = pa.Table.from_batches(self.pending, schema=self.schema)
         while table.num_rows >= ROW_GROUP or (final and table.num_rows):
-            self.writer.write_table(table.slice(0, ROW_GROUP), row_group_size=ROW_GROUP)
+            # one chunk per row group: the bytes do not depend on how the rows arrived
+            self.writer.write_table(table.slice(0, ROW_GROUP).combine_chunks(), row_group_size=ROW_GROUP)
             table = table.slice(ROW_GROUP)
         self.pending, self.buffered = table.to_batches(), table.num_rows
 
@@ -671,10 +696,6 @@ def list_snapshots(store: str | os.PathLike | duckdb.DuckDBPyConnection) -> list
                     "revoked_at": revoked.isoformat() if revoked else None, "revoked_reason": reason,
                     "counts": m.get("counts"), "interactions": members, "manifest": m})
     return out
-
-
-def _has_rows(con: duckdb.DuckDBPyConnection, table: str) -> bool:
-    return con.execute(f"SELECT count(*) > 0 FROM {table}").fetchall()[0][0]
 
 
 def _has_snapshots_table(con: duckdb.DuckDBPyConnection) -> bool:

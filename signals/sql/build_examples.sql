@@ -7,20 +7,22 @@
 -- with their hashes for de-duplication and equality. `pre_drop` is why a candidate is
 -- dropped before selection (NULL = a candidate). Each row carries what selection needs of
 -- its interaction (time, user, prompt hashes, split), so build_select joins nothing.
+-- The attributes of every kept interaction (is_eval: its split), and of those with an
+-- outcome; tables, not CTEs: each is scanned by several branches below, and a table is
+-- built once (and spills) where a CTE could be re-joined per branch.
+CREATE OR REPLACE TEMP TABLE b_attrs AS
+SELECT interaction_id, completion_hash, prompt_key, last_user_key, user_id, session_id, ts, app, task,
+    CASE WHEN getvariable('b_split_method') = 'time' THEN ts >= getvariable('b_cutoff')
+         ELSE split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
+FROM b_int WHERE excluded IS NULL;
+CREATE OR REPLACE TEMP TABLE b_o AS
+SELECT o.interaction_id, o.outcome, o.origin, d.edit_hash, i.* EXCLUDE (interaction_id)
+FROM b_out o JOIN b_attrs i USING (interaction_id)
+LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.interaction_id = o.interaction_id
+WHERE o.outcome IS NOT NULL;
 CREATE OR REPLACE TEMP TABLE b_cand AS
-WITH attrs AS (     -- what selection needs of an interaction; is_eval: its split
-    SELECT interaction_id, completion_hash, prompt_key, last_user_key, user_id, session_id, ts, app, task,
-        CASE WHEN getvariable('b_split_method') = 'time' THEN ts >= getvariable('b_cutoff')
-             ELSE split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
-    FROM b_int WHERE excluded IS NULL
-),
-o AS (
-    SELECT o.interaction_id, o.outcome, o.origin, d.edit_hash, i.* EXCLUDE (interaction_id)
-    FROM b_out o JOIN attrs i USING (interaction_id)
-    LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.interaction_id = o.interaction_id
-    WHERE o.outcome IS NOT NULL
-),
-kept AS (SELECT * FROM attrs),
+WITH o AS (SELECT * FROM b_o),
+kept AS (SELECT * FROM b_attrs),
 choices AS (       -- the latest choice per unordered pair of candidates
     SELECT max_by(struct_pack(chosen := interaction_id, other := other_interaction_id), struct_pack(ts, event_id)) AS c
     FROM feedback

@@ -72,6 +72,12 @@ SELECT
     -- no texts here (the export reads them from `interactions`): memory stays small
     hash(completion) AS completion_hash,       -- equality within this build (dedup, identical pairs)
     prompt_key, last_user_key, excluded,
+    -- whether a prompt message or the completion may hold PII (the redaction pass reads only these)
+    CASE WHEN getvariable('b_redact') AND excluded IS NULL
+         THEN coalesce(regexp_matches(completion, getvariable('b_pii_re'))
+              OR list_bool_or(list_transform(prompt, lambda m: regexp_matches(m.content, getvariable('b_pii_re')))),
+                       true)
+         ELSE false END AS pii,
     -- split bucket in [0, 1e6): a stable hash of the split group and the seed (time splits use ts)
     CASE getvariable('b_split_method')
         WHEN 'user' THEN coalesce(md5_number_lower(getvariable('b_seed') || chr(31) || user_id),

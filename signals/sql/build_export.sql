@@ -1,0 +1,14 @@
+-- Build step 6: what the export writes, narrow (ids and flags, no texts), and the chunks it
+-- is written in. The files' row order is (is_eval, interaction_id, origin, other_id, label);
+-- chunks are ranges of interaction_id, so each chunk's texts are read, joined and sorted on
+-- their own (memory bounded by the chunk, not by the store) and the chunks, written one
+-- after the other, give the files in that order.
+CREATE OR REPLACE TEMP TABLE b_exp AS
+SELECT kind, is_eval, interaction_id, origin, other_id, label, a_edit, b_other, app, task, user_id
+FROM b_ex WHERE dropped IS NULL;
+-- the rejected side of pairs that is another interaction's output (PII redacted)
+CREATE OR REPLACE TEMP TABLE b_oth AS
+SELECT DISTINCT e.interaction_id, e.other_id, coalesce(p.completion, j.completion) AS completion
+FROM b_exp e JOIN interactions j ON j.interaction_id = e.other_id
+LEFT JOIN b_pii p ON p.interaction_id = e.other_id
+WHERE e.kind = 'pref' AND e.b_other;
