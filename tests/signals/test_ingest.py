@@ -80,6 +80,17 @@ def test_wrong_types_name_the_field(tmp_path, db):
                    (4, "wrong_type", "score"), (5, "wrong_type", None)]
 
 
+def test_prompt_messages_must_all_be_objects_with_string_role_and_content(tmp_path, db):
+    ok = [{"role": "user", "content": "x", "name": "n"}]       # extra keys are fine
+    bad = [[{"role": "user", "content": "x"}, 3], [{"role": "user", "content": "x"}, None],
+           [{"role": 1, "content": "x"}], [{"role": "user", "content": {"a": 1}}], []]
+    path = write_jsonl(tmp_path / "p.jsonl", [interaction("ok", prompt=ok)] +
+                       [interaction(f"b{i}", prompt=p) for i, p in enumerate(bad)])
+    s = ingest_paths([path], db=db)
+    assert s["interactions"] == 1 and s["quarantine"] == {"wrong_type": len(bad)}
+    assert rows(db, "SELECT DISTINCT field FROM quarantine") == [("prompt",)]
+
+
 def test_invalid_utf8_keeps_line_numbers_of_the_lines_after_it(tmp_path, db):
     path = tmp_path / "enc.jsonl"
     good = [json.dumps(interaction(f"i{n}")).encode() for n in range(3)]
