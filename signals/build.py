@@ -14,8 +14,11 @@ the recipe bound as session variables) so that the heavy work is DuckDB's:
 4. `build_select`: split, de-duplicate, cap per user, drop benchmark prompts from
    train, decontaminate (no normalized prompt in both splits).
 
-Then PII is redacted (signals.pii) in the texts that are exported, the six Parquet
-files are written, and the version is a hash of their bytes, the recipe and
+Then PII is redacted (signals.pii) in the texts that are exported (only interactions
+that build_interactions flagged as possibly holding PII are read again), and the six
+Parquet files are written in chunks of consecutive interaction ids (`build_export`,
+`build_chunk`: each chunk's texts are read, parsed and sorted alone, so memory stays
+bounded as the store grows). The version is a hash of their bytes, the recipe and
 BUILDER_VERSION: the same store and recipe give the same files and version, and an
 identical existing snapshot is reused. The store records each snapshot and the
 interactions it holds (`snapshots`, `snapshot_members`, migration 0002), so that
@@ -372,7 +375,7 @@ _EXPORT = {
 _TEXT_A = "CASE WHEN e.a_edit THEN t.edited_text ELSE t.completion END"
 _TEXT_B = "CASE WHEN e.b_other THEN o.completion ELSE t.completion END"
 # Example rows per export chunk: bounds the memory of a chunk's texts and sort.
-EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "400000"))
+EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "300000"))
 
 
 def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
@@ -438,6 +441,11 @@ def _chunks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
             for k, lo in enumerate(starts)]
 
 
+_DICT_COLUMNS = ["messages.list.element.role", "prompt.list.element.role", "chosen.list.element.role",
+                 "rejected.list.element.role", "completion.list.element.role", "app", "task", "user_id",
+                 "origin", "label"]
+
+
 class _Writer:
     """Parquet with the contract's schema (nullable columns, whatever the data), in row
     groups of exactly ROW_GROUP rows, so the bytes depend only on the rows."""
@@ -446,7 +454,9 @@ class _Writer:
         import pyarrow.parquet as pq
 
         self.schema, self.rows, self.pending, self.buffered = schema, 0, [], 0
-        self.writer = pq.ParquetWriter(path, schema, compression="zstd")
+        # dictionaries only where values repeat (roles, app, task, users, origins): the texts'
+        # dictionaries would overflow and be dropped, at a cost
+        self.writer = pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=_DICT_COLUMNS)
 
     def write(self, batch) -> None:
         self.pending.append(batch.cast(self.schema))
