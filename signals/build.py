@@ -14,11 +14,8 @@ the recipe bound as session variables) so that the heavy work is DuckDB's:
 4. `build_select`: split, de-duplicate, cap per user, drop benchmark prompts from
    train, decontaminate (no normalized prompt in both splits).
 
-Then PII is redacted (signals.pii) in the texts that are exported (only interactions
-that build_interactions flagged as possibly holding PII are read again), and the six
-Parquet files are written in chunks of consecutive interaction ids (`build_export`,
-`build_chunk`: each chunk's texts are read, parsed and sorted alone, so memory stays
-bounded as the store grows). The version is a hash of their bytes, the recipe and
+Then PII is redacted (signals.pii) in the texts that are exported, the six Parquet
+files are written, and the version is a hash of their bytes, the recipe and
 BUILDER_VERSION: the same store and recipe give the same files and version, and an
 identical existing snapshot is reused. The store records each snapshot and the
 interactions it holds (`snapshots`, `snapshot_members`, migration 0002), so that
@@ -363,19 +360,11 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 # ----------------------------------------------------------------------------- export
 
 
-_EXPORT = {
-    "sft": f"""list_append(t.prompt, {{'role': 'assistant', 'content': {{a}}}}::{_MSG}) AS messages""",
-    "pref": f"""t.prompt AS prompt,
-        [{{'role': 'assistant', 'content': {{a}}}}::{_MSG}] AS chosen,
-        [{{'role': 'assistant', 'content': {{b}}}}::{_MSG}] AS rejected""",
-    "kto": f"""t.prompt AS prompt,
-        [{{'role': 'assistant', 'content': {{a}}}}::{_MSG}] AS completion,
-        e.label AS label""",
-}
-_TEXT_A = "CASE WHEN e.a_edit THEN t.edited_text ELSE t.completion END"
-_TEXT_B = "CASE WHEN e.b_other THEN o.completion ELSE t.completion END"
-# Example rows per export chunk: bounds the memory of a chunk's texts and sort.
+# Example rows per export chunk: bounds the memory of a chunk's texts.
 EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "300000"))
+# Rows assembled in Arrow at a time: small, since the writers keep slices (and so their
+# parent arrays) until a row group is full.
+_SLICE = 10_000
 
 
 def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
@@ -383,23 +372,26 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
 
     The rows are ordered by (interaction_id, origin, other_id, label) in each file. They
     are written in chunks of consecutive interaction ids (build_export.sql): per chunk the
-    texts are read and parsed once (build_chunk.sql), then each kind's rows are joined to
-    them, sorted and appended to that kind's files. Row groups have ROW_GROUP rows whatever
-    the chunks, so the bytes depend only on the rows.
+    texts of its interactions are read and parsed once (build_chunk.sql) and fetched as
+    Arrow; each kind's rows come from DuckDB narrow (ids, flags, sorted) and take their
+    texts from that chunk in Arrow (no wide rows sorted or converted per example). Row
+    groups have ROW_GROUP rows whatever the chunks, so the bytes depend only on the rows.
     """
+    import pyarrow.compute as pc
+
     files, schemas = {}, _schemas()
     con.execute(_sql("build_export"))
     queries = {}
     for kind in KINDS:
         (out / kind).mkdir()
-        columns = _EXPORT[kind].replace("{a}", _TEXT_A).replace("{b}", _TEXT_B)
+        extra = {"sft": "", "kto": "e.label, ",
+                 "pref": "e.b_other, o.completion AS other_text, "}[kind]
         other = ("LEFT JOIN (SELECT * FROM b_oth WHERE b_in_chunk(interaction_id)) o "
                  "ON e.b_other AND o.interaction_id = e.interaction_id AND o.other_id = e.other_id"
                  if kind == "pref" else "")
         queries[kind] = f"""
-            SELECT {columns}, e.interaction_id, e.app, e.task, e.user_id, e.origin, e.is_eval
+            SELECT e.interaction_id, e.a_edit, {extra}e.app, e.task, e.user_id, e.origin, e.is_eval
             FROM (SELECT * FROM b_exp WHERE kind = ? AND b_in_chunk(interaction_id)) e
-            JOIN b_txt t ON t.interaction_id = e.interaction_id
             {other}
             ORDER BY e.is_eval, e.interaction_id, e.origin, e.other_id, e.label"""
     writers = {(kind, split): _Writer(out / kind / f"{split}.parquet", schemas[kind])
@@ -409,16 +401,23 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
             con.execute("SET VARIABLE b_lo = CAST(? AS VARCHAR)", [lo])
             con.execute("SET VARIABLE b_hi = CAST(? AS VARCHAR)", [hi])
             con.execute(_sql("build_chunk"))
+            table = con.sql("SELECT interaction_id, prompt, completion, edited_text FROM b_txt").to_arrow_table()
+            txt = {name: table.column(name).combine_chunks() for name in table.column_names}
+            del table
             for kind in KINDS:
-                for batch in con.sql(queries[kind], params=[kind]).to_arrow_reader(ROW_GROUP):
+                rows = con.sql(queries[kind], params=[kind]).to_arrow_table()
+                idx = pc.index_in(rows.column("interaction_id").combine_chunks(), value_set=txt["interaction_id"])
+                for off in range(0, rows.num_rows, _SLICE):
+                    batch = _assemble(kind, rows.slice(off, _SLICE), idx.slice(off, _SLICE), txt)
                     # sorted by is_eval first: the train rows, then the eval rows
-                    n_eval = batch.column(batch.num_columns - 1).true_count
-                    batch = batch.select(batch.schema.names[:-1])
+                    n_eval = rows.column("is_eval").slice(off, _SLICE).combine_chunks().true_count
                     n_train = batch.num_rows - n_eval
                     if n_train:
                         writers[kind, "train"].write(batch.slice(0, n_train))
                     if n_eval:
                         writers[kind, "eval"].write(batch.slice(n_train))
+            del txt
+            con.execute("DROP TABLE b_txt")
     finally:
         for w in writers.values():
             w.close()
@@ -426,6 +425,64 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
         path = out / kind / f"{split}.parquet"
         files[f"{kind}/{split}.parquet"] = {"rows": w.rows, "sha256": _sha256(path)}
     return files
+
+
+def _assemble(kind: str, rows, idx, txt):
+    """One kind's rows with their texts taken from the chunk's texts (Arrow arrays by column)."""
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    def col(table, name):
+        return table.column(name).combine_chunks()
+
+    prompt = txt["prompt"].take(idx)
+    own = txt["completion"].take(idx)
+    text_a = pc.if_else(col(rows, "a_edit").fill_null(False), txt["edited_text"].take(idx), own)
+    names = ["interaction_id", "app", "task", "user_id", "origin"]
+    extras = [col(rows, c) for c in names]
+    if kind == "sft":
+        return pa.RecordBatch.from_arrays([_append_message(prompt, text_a), *extras], ["messages", *names])
+    if kind == "pref":
+        text_b = pc.if_else(col(rows, "b_other").fill_null(False), col(rows, "other_text"), own)
+        return pa.RecordBatch.from_arrays([prompt, _messages(text_a), _messages(text_b), *extras],
+                                          ["prompt", "chosen", "rejected", *names])
+    return pa.RecordBatch.from_arrays([prompt, _messages(text_a), col(rows, "label"), *extras],
+                                      ["prompt", "completion", "label", *names])
+
+
+def _assistant(content):
+    import pyarrow as pa
+
+    content = content.cast(pa.string())
+    return pa.StructArray.from_arrays([pa.repeat("assistant", len(content)).cast(pa.string()), content],
+                                      names=["role", "content"])
+
+
+def _messages(content):
+    """[{'role': 'assistant', 'content': c}] per row."""
+    import numpy as np
+    import pyarrow as pa
+
+    return pa.ListArray.from_arrays(pa.array(np.arange(len(content) + 1, dtype=np.int32)), _assistant(content))
+
+
+def _append_message(prompt, content):
+    """prompt + [{'role': 'assistant', 'content': c}] per row."""
+    import numpy as np
+    import pyarrow as pa
+    import pyarrow.compute as pc
+
+    n = len(prompt)
+    lengths = pc.list_value_length(prompt).to_numpy(zero_copy_only=False).astype(np.int64)
+    values = prompt.flatten().cast(pa.struct([("role", pa.string()), ("content", pa.string())]))
+    total = len(values)
+    offsets = np.zeros(n + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum(lengths + 1)
+    order = np.empty(total + n, dtype=np.int64)
+    order[np.arange(total) + np.repeat(np.arange(n), lengths)] = np.arange(total)
+    order[offsets[1:] - 1] = total + np.arange(n)
+    merged = pa.concat_arrays([values, _assistant(content)]).take(pa.array(order))
+    return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), merged)
 
 
 def _chunks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:

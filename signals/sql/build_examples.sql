@@ -88,3 +88,6 @@ FROM o WHERE outcome = 'edit' AND getvariable('b_kto')
 UNION ALL
 SELECT 'kto', 'edit', interaction_id, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'edit' AND getvariable('b_kto');
+-- b_cand holds what selection needs; drop what only candidates needed
+DROP TABLE b_o;
+DROP TABLE b_attrs;

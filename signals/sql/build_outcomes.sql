@@ -71,3 +71,5 @@ CREATE OR REPLACE TEMP TABLE b_edits AS
 SELECT o.interaction_id, f.edited_text, hash(f.edited_text) AS edit_hash
 FROM b_out o JOIN feedback f ON f.event_id = o.last_edit_event
 WHERE o.outcome = 'edit';
+-- done with the per-edit verdicts (their memory is the export's)
+DROP TABLE b_edit_judged;

@@ -46,3 +46,4 @@ SELECT kind, origin, interaction_id, other_id, label, a_edit, b_other, user_id, 
         WHEN getvariable('b_decontaminate') = 'drop_eval' AND is_eval
              AND prompt_key IN (SELECT prompt_key FROM train_prompts) THEN 'decontaminated' END) AS dropped
 FROM s;
+DROP TABLE b_cand;   -- selection is done: its memory is the export's
