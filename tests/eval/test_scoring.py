@@ -61,14 +61,9 @@ def test_generation_is_batched_and_seeded(scored):
 
 
 @pytest.mark.slow
-def test_real_vocabulary_batched_matches_loop():
+def test_real_vocabulary_batched_matches_loop(smollm2_dir):
     """SmolLM2's 49k vocabulary: where x - logsumexp(x) drifted 2e-4 from the loop."""
-    from tests.conftest import ROOT
-
-    path = ROOT / "models" / "smollm2-135m"
-    if not (path / "model.safetensors").exists():
-        pytest.skip(f"{path} is absent (python -m train.models fetch smollm2-135m)")
-    model, tok = load_model(str(path))
+    model, tok = load_model(str(smollm2_dir))
     prompts = [[{"role": "user", "content": f"Write a short reply about order {i} and its refund."}]
                for i in range(4)]
     chosen = [[{"role": "assistant", "content": "Hello, your refund was sent today. " * (1 + i % 3)}]
