@@ -14,8 +14,12 @@ the recipe bound as session variables) so that the heavy work is DuckDB's:
 4. `build_select`: split, de-duplicate, cap per user, drop benchmark prompts from
    train, decontaminate (no normalized prompt in both splits).
 
-Then PII is redacted (signals.pii) in the texts that are exported, the six Parquet
-files are written, and the version is a hash of their bytes, the recipe and
+Then PII is redacted (signals.pii) in the texts that are exported (only interactions
+that build_interactions flagged as possibly holding PII are read again), and the six
+Parquet files are written in chunks of consecutive interaction ids (`build_export`,
+`build_chunk`: each chunk's texts are read and parsed once, and each kind's narrow,
+sorted rows take their texts from them in Arrow), so memory stays bounded as the store
+grows. The version is a hash of their bytes, the recipe and
 BUILDER_VERSION: the same store and recipe give the same files and version, and an
 identical existing snapshot is reused. The store records each snapshot and the
 interactions it holds (`snapshots`, `snapshot_members`, migration 0002), so that
