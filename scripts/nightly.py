@@ -235,11 +235,17 @@ def _pipeline(cfg, overrides: list[str]) -> int:
             log(stage, decision.get("decision", "unknown"), t, run=run_dir.name,
                 promoted=bool(decision.get("promoted", promoted)), reasons=decision.get("reasons"))
             code = EXIT_OK if promoted else EXIT_NOT_PROMOTED
-        if cfg.nightly.dashboard:
-            stage, t = "dashboard", time.monotonic()
-            log("dashboard", "ok", t, **stage_dashboard(cfg))
         if action in ("done", "skip"):
             print(f"nightly: nothing to do: {why}", file=sys.stderr)
+        elif code == EXIT_OK:
+            print(f"nightly: promoted {run_dir.name} to production", file=sys.stderr)
+        else:
+            print(f"nightly: {run_dir.name} was not promoted ({decision.get('decision')})", file=sys.stderr)
+        if cfg.nightly.dashboard:
+            stage, t = "dashboard", time.monotonic()
+            built = stage_dashboard(cfg)
+            log("dashboard", "ok", t, **built)
+            print(f"nightly: dashboard: {built['index']}", file=sys.stderr)
         return code
     except Exception as e:
         log(stage, "failed", t, error=f"{type(e).__name__}: {e}")
