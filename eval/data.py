@@ -6,12 +6,12 @@ Rows are validated so a malformed record fails with its file, row and field.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 
 from eval import EvalError
+from signals.manifest import read_manifest
 
 KINDS = ("sft", "pref", "kto")
 EXTRAS = ("interaction_id", "app", "task", "user_id", "origin")
@@ -30,10 +30,7 @@ def open_snapshot(path: str | Path) -> Snapshot:
     manifest_file = path / "manifest.json"
     if not manifest_file.is_file():
         raise EvalError(f"snapshot {path}: no manifest.json (is it a snapshot directory?)")
-    try:
-        manifest = json.loads(manifest_file.read_text())
-    except json.JSONDecodeError as e:
-        raise EvalError(f"{manifest_file}: invalid JSON ({e})") from e
+    manifest = read_manifest(manifest_file, EvalError)
     return Snapshot(version=str(manifest.get("version", path.name)), path=path, manifest=manifest)
 
 

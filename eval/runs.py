@@ -7,11 +7,11 @@
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from eval import EvalError
+from signals.manifest import read_manifest
 
 
 @dataclass
@@ -41,12 +41,7 @@ def read_run(run_dir: str | Path) -> Run:
     mf = d / "manifest.json"
     if not mf.is_file():
         raise EvalError(f"candidate {d}: no manifest.json (not a run directory written by `python -m train`)")
-    try:
-        m = json.loads(mf.read_text())
-    except json.JSONDecodeError as e:
-        raise EvalError(f"{mf}: invalid JSON ({e})") from e
-    if not isinstance(m, dict):
-        raise EvalError(f"{mf}: expected a JSON object")
+    m = read_manifest(mf, EvalError)
     arts = m.get("artifacts") or {}
     model = d / arts["model"] if arts.get("model") else None
     adapter = d / arts["adapter"] if arts.get("adapter") else None

@@ -44,6 +44,7 @@ from typing import Any
 import duckdb
 
 from signals import store as store_mod
+from signals.manifest import read_manifest
 from signals.recipe import normalize
 
 BUILDER_VERSION = "signals.build/1"
@@ -693,7 +694,7 @@ def load_snapshot(root: str | os.PathLike, version: str) -> Snapshot:
     if marker.exists():
         info = json.loads(marker.read_text())
         raise SnapshotRevoked(f"snapshot {version} was revoked on {info.get('revoked_at')}: {info.get('reason')}")
-    return Snapshot(version, path, json.loads(manifest_file.read_text()))
+    return Snapshot(version, path, read_manifest(manifest_file))
 
 
 def is_revoked(store: str | os.PathLike | duckdb.DuckDBPyConnection, version: str) -> bool:

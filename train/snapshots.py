@@ -10,11 +10,12 @@ set (the smoke exp) is first filled by the product simulator through real ingest
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
+
+from signals.manifest import read_manifest
 
 KINDS = ("sft", "pref", "kto")
 
@@ -30,10 +31,7 @@ def _read(path: Path) -> SnapshotRef:
     manifest_file = path / "manifest.json"
     if not manifest_file.exists():
         raise FileNotFoundError(f"{path}: not a snapshot (no manifest.json)")
-    try:
-        manifest = json.loads(manifest_file.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{manifest_file}: invalid JSON ({e})") from e
+    manifest = read_manifest(manifest_file)
     if "version" not in manifest:
         raise ValueError(f"{manifest_file}: field 'version' is missing")
     return SnapshotRef(str(manifest["version"]), str(path), manifest)

@@ -53,7 +53,7 @@ def fmt_value(x, metric: str = "") -> str:
     """A metric value for a table: percent for rates, 3 decimals otherwise; '–' when missing."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
-    if METRICS.get(metric, ("", "num"))[1] == "pct":
+    if is_pct(metric):
         return f"{x:.1%}"
     return f"{x:.3f}"
 
@@ -62,7 +62,7 @@ def fmt_diff(x, metric: str = "") -> str:
     """A signed difference: percentage points for rates."""
     if x is None or (isinstance(x, float) and not math.isfinite(x)):
         return "–"
-    if METRICS.get(metric, ("", "num"))[1] == "pct":
+    if is_pct(metric):
         return f"{x * 100:+.1f} pts"
     return f"{x:+.3f}"
 
