@@ -244,7 +244,7 @@ def _bind(con: duckdb.DuckDBPyConnection, r: dict) -> None:
     con.execute("SET VARIABLE b_seed_hash = md5_number_lower(CAST(? AS VARCHAR))", [str(s["seed"])])
     con.execute("SET VARIABLE b_has_bench = CAST(? AS BOOLEAN)", [bool(s["benchmark_prompts"])])
     con.execute("SET VARIABLE b_redact = CAST(? AS BOOLEAN)", [bool(priv["redact_pii"])])
-    con.execute("SET VARIABLE b_pii_re = CAST(? AS VARCHAR)", [_pii_prefilter()])
+    con.execute("SET VARIABLE b_pii_re = CAST(? AS VARCHAR)", [PII_PREFILTER])
 
 
 def _bind_newest_cutoff(con: duckdb.DuckDBPyConnection, eval_fraction: float) -> None:
@@ -297,10 +297,15 @@ def _load_benchmark(con: duckdb.DuckDBPyConnection, path: str | None) -> None:
 
 # ----------------------------------------------------------------------------- PII
 
-# A text no signals.pii pattern can match has none of these (emails need @, cards, phones and
-# IPv4 digits, IPv6 a colon; secrets start with a known prefix), so it skips the Python pass.
+# A text no signals.pii pattern can match has none of these, so it skips the Python pass.
+# Each term is what one pattern's every match must contain, with Python's Unicode \d as
+# \p{Nd} and its \s as any non-digit (RE2's classes are ASCII-only): an email's @, a phone's
+# two digit groups and separator, a card's 13 digits, an IPv4's three dots, an IPv6's hex
+# colon, a secret's prefix. Years, order numbers and "Note:" do not match.
 # tests/signals/test_build_rules.py checks it against the redactor.
-PII_PREFILTER = r"[0-9@:]|sk-|AKIA|gh[pousr]_|github_pat_|xox[abprs]-|AIza|hf_|eyJ|Bearer "
+PII_PREFILTER = (r"@|\p{Nd}\p{Nd}\P{Nd}\p{Nd}\p{Nd}|(?:\p{Nd}[ -]?){12}\p{Nd}"
+                 r"|\p{Nd}\.\p{Nd}{1,3}\.\p{Nd}{1,3}\.\p{Nd}|[0-9A-Fa-f]:[0-9A-Fa-f:]"
+                 r"|sk-|AKIA|gh[pousr]_|github_pat_|xox[abprs]-|AIza|hf_|eyJ|Bearer ")
 
 # Every interaction whose text is exported (the chosen and the rejected side of pairs).
 _USED = """
@@ -308,12 +313,6 @@ _USED = """
     SELECT DISTINCT interaction_id FROM (
         SELECT interaction_id FROM b_ex WHERE dropped IS NULL
         UNION ALL SELECT other_id FROM b_ex WHERE dropped IS NULL AND other_id IS NOT NULL)"""
-
-
-def _pii_prefilter() -> str:
-    from signals import pii  # lazy: the redactor is the ingest helper's module
-
-    return getattr(pii, "SQL_PREFILTER", PII_PREFILTER) or "."
 
 
 def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -326,7 +325,6 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     """
     from signals import pii
 
-    prefilter = _pii_prefilter()
     con.execute("CREATE OR REPLACE TEMP TABLE b_pii_used AS "
                 "SELECT interaction_id FROM b_used JOIN b_int USING (interaction_id) WHERE b_int.pii")
     query = """
@@ -346,7 +344,7 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     totals: dict[str, int] = {}
     changed_from, changed_to = [], []
     # streamed in batches: only the texts that change are kept in Python
-    for batch in con.sql(query, params={"p": prefilter}).to_arrow_reader(50_000):
+    for batch in con.sql(query, params={"p": PII_PREFILTER}).to_arrow_reader(50_000):
         for text in batch.column(0).to_pylist():
             red, counts = pii.redact(text)
             if red != text:
@@ -381,10 +379,15 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     Arrow; each kind's rows come from DuckDB narrow (ids, flags, sorted) and take their
     texts from that chunk in Arrow (no wide rows sorted or converted per example). Row
     groups have ROW_GROUP rows whatever the chunks, so the bytes depend only on the rows.
-    """
-    import pyarrow.compute as pc
 
-    files, schemas = {}, _schemas()
+    Assembling and writing a kind's rows (Arrow and Parquet, which release the GIL) run on
+    that kind's own thread, in chunk order, while DuckDB reads the next kind and chunk: the
+    single-threaded encoding overlaps the queries and the three kinds' files are written in
+    parallel. At most two chunks are in flight, so memory stays bounded.
+    """
+    from concurrent.futures import ThreadPoolExecutor
+
+    schemas = _schemas()
     con.execute(_sql("build_export"))
     queries = {}
     for kind in KINDS:
@@ -401,7 +404,9 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
             ORDER BY e.is_eval, e.interaction_id, e.origin, e.other_id, e.label"""
     writers = {(kind, split): _Writer(out / kind / f"{split}.parquet", schemas[kind])
                for kind in KINDS for split in SPLITS}
+    pools = {kind: ThreadPoolExecutor(1, thread_name_prefix=f"export-{kind}") for kind in KINDS}
     try:
+        in_flight: list = []
         for lo, hi in _chunks(con):
             con.execute("SET VARIABLE b_lo = CAST(? AS VARCHAR)", [lo])
             con.execute("SET VARIABLE b_hi = CAST(? AS VARCHAR)", [hi])
@@ -409,27 +414,44 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
             table = con.sql("SELECT interaction_id, prompt, completion, edited_text FROM b_txt").to_arrow_table()
             txt = {name: table.column(name).combine_chunks() for name in table.column_names}
             del table
-            for kind in KINDS:
-                rows = con.sql(queries[kind], params=[kind]).to_arrow_table()
-                idx = pc.index_in(rows.column("interaction_id").combine_chunks(), value_set=txt["interaction_id"])
-                for off in range(0, rows.num_rows, _SLICE):
-                    batch = _assemble(kind, rows.slice(off, _SLICE), idx.slice(off, _SLICE), txt)
-                    # sorted by is_eval first: the train rows, then the eval rows
-                    n_eval = rows.column("is_eval").slice(off, _SLICE).combine_chunks().true_count
-                    n_train = batch.num_rows - n_eval
-                    if n_train:
-                        writers[kind, "train"].write(batch.slice(0, n_train))
-                    if n_eval:
-                        writers[kind, "eval"].write(batch.slice(n_train))
-            del txt
             con.execute("DROP TABLE b_txt")
+            chunk = [pools[kind].submit(_write_rows, kind, con.sql(queries[kind], params=[kind]).to_arrow_table(),
+                                        txt, writers[kind, "train"], writers[kind, "eval"])
+                     for kind in KINDS]
+            for future in in_flight:      # the chunk before: done before a third is read
+                future.result()
+            in_flight = chunk
+        for future in in_flight:
+            future.result()
+        closed = [pools[kind].submit(_close, writers[kind, split]) for kind in KINDS for split in SPLITS]
+        files = {f"{kind}/{split}.parquet": future.result()
+                 for (kind, split), future in zip(writers, closed, strict=True)}
     finally:
+        for pool in pools.values():
+            pool.shutdown(wait=True, cancel_futures=True)
         for w in writers.values():
             w.close()
-    for (kind, split), w in writers.items():
-        path = out / kind / f"{split}.parquet"
-        files[f"{kind}/{split}.parquet"] = {"rows": w.rows, "sha256": _sha256(path)}
     return files
+
+
+def _write_rows(kind: str, rows, txt, train: _Writer, eval_: _Writer) -> None:
+    """One chunk's rows of `kind` (sorted: train rows, then eval rows), assembled and written."""
+    import pyarrow.compute as pc
+
+    idx = pc.index_in(rows.column("interaction_id").combine_chunks(), value_set=txt["interaction_id"])
+    for off in range(0, rows.num_rows, _SLICE):
+        batch = _assemble(kind, rows.slice(off, _SLICE), idx.slice(off, _SLICE), txt)
+        n_eval = rows.column("is_eval").slice(off, _SLICE).combine_chunks().true_count
+        n_train = batch.num_rows - n_eval
+        if n_train:
+            train.write(batch.slice(0, n_train))
+        if n_eval:
+            eval_.write(batch.slice(n_train))
+
+
+def _close(writer: _Writer) -> dict:
+    writer.close()
+    return {"rows": writer.rows, "sha256": _sha256(writer.path)}
 
 
 def _assemble(kind: str, rows, idx, txt):
@@ -515,7 +537,7 @@ class _Writer:
     def __init__(self, path: Path, schema):
         import pyarrow.parquet as pq
 
-        self.schema, self.rows, self.pending, self.buffered = schema, 0, [], 0
+        self.path, self.schema, self.rows, self.pending, self.buffered = path, schema, 0, [], 0
         # dictionaries only where values repeat (roles, app, task, users, origins): the texts'
         # dictionaries would overflow and be dropped, at a cost
         self.writer = pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=_DICT_COLUMNS)
