@@ -398,23 +398,22 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
                  "ON e.b_other AND o.interaction_id = e.interaction_id AND o.other_id = e.other_id"
                  if kind == "pref" else "")
         queries[kind] = f"""
-            SELECT e.interaction_id, e.a_edit, {extra}e.app, e.task, e.user_id, e.origin, e.is_eval
+            SELECT e.interaction_id, e.a_edit, {extra}e.origin, e.is_eval
             FROM (SELECT * FROM b_exp WHERE kind = ? AND b_in_chunk(interaction_id)) e
             {other}
             ORDER BY e.is_eval, e.interaction_id, e.origin, e.other_id, e.label"""
     writers = {(kind, split): _Writer(out / kind / f"{split}.parquet", schemas[kind])
                for kind in KINDS for split in SPLITS}
+    chunk_texts = _sql("build_chunk")
     pools = {kind: ThreadPoolExecutor(1, thread_name_prefix=f"export-{kind}") for kind in KINDS}
     try:
         in_flight: list = []
         for lo, hi in _chunks(con):
             con.execute("SET VARIABLE b_lo = CAST(? AS VARCHAR)", [lo])
             con.execute("SET VARIABLE b_hi = CAST(? AS VARCHAR)", [hi])
-            con.execute(_sql("build_chunk"))
-            table = con.sql("SELECT interaction_id, prompt, completion, edited_text FROM b_txt").to_arrow_table()
+            table = con.sql(chunk_texts).to_arrow_table()
             txt = {name: table.column(name).combine_chunks() for name in table.column_names}
             del table
-            con.execute("DROP TABLE b_txt")
             chunk = [pools[kind].submit(_write_rows, kind, con.sql(queries[kind], params=[kind]).to_arrow_table(),
                                         txt, writers[kind, "train"], writers[kind, "eval"])
                      for kind in KINDS]
@@ -466,7 +465,7 @@ def _assemble(kind: str, rows, idx, txt):
     own = txt["completion"].take(idx)
     text_a = pc.if_else(col(rows, "a_edit").fill_null(False), txt["edited_text"].take(idx), own)
     names = ["interaction_id", "app", "task", "user_id", "origin"]
-    extras = [col(rows, c) for c in names]
+    extras = [col(rows, "interaction_id"), *(txt[c].take(idx) for c in ("app", "task", "user_id")), col(rows, "origin")]
     if kind == "sft":
         return pa.RecordBatch.from_arrays([_append_message(prompt, text_a), *extras], ["messages", *names])
     if kind == "pref":

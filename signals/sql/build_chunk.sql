@@ -1,9 +1,7 @@
--- Build step 6, per chunk: the texts of the chunk's interactions [b_lo, b_hi) (b_hi NULL:
--- no upper bound), read and parsed once for every kind, with PII redacted (b_pii, b_edits).
-CREATE OR REPLACE TEMP MACRO b_in_chunk(x) AS
-    x >= getvariable('b_lo') AND (getvariable('b_hi') IS NULL OR x < getvariable('b_hi'));
-CREATE OR REPLACE TEMP TABLE b_txt AS
-SELECT i.interaction_id,
+-- Build step 6, per chunk: the texts (and app, task, user) of the chunk's interactions [b_lo, b_hi) (b_hi NULL:
+-- no upper bound), read and parsed once for every kind, with PII redacted (b_pii, b_edits),
+-- fetched as Arrow (b_in_chunk: build_export.sql).
+SELECT i.interaction_id, i.app, i.task, i.user_id,
     coalesce(p.prompt, from_json(i.prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]')) AS prompt,
     coalesce(p.completion, i.completion) AS completion,
     d.edited_text

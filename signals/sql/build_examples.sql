@@ -11,7 +11,7 @@
 -- outcome; tables, not CTEs: each is scanned by several branches below, and a table is
 -- built once (and spills) where a CTE could be re-joined per branch.
 CREATE OR REPLACE TEMP TABLE b_attrs AS
-SELECT interaction_id, completion_hash, prompt_key, last_user_key, user_id, session_id, ts, app, task,
+SELECT interaction_id, completion_hash, prompt_key, last_user_key, user_id, session_id, ts,
     CASE WHEN getvariable('b_split_method') = 'time' THEN ts >= getvariable('b_cutoff')
          ELSE split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
 FROM b_int WHERE excluded IS NULL;
@@ -51,21 +51,21 @@ regen AS (
 -- SFT: accepted completions and edited texts
 SELECT 'sft' AS kind, origin, interaction_id, NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label,
        false AS a_edit, NULL::BOOLEAN AS b_other, completion_hash AS a_hash, NULL::UBIGINT AS b_hash,
-       NULL::VARCHAR AS pre_drop, ts, user_id, app, task, prompt_key, last_user_key, is_eval
+       NULL::VARCHAR AS pre_drop, ts, user_id, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
 UNION ALL
-SELECT 'sft', origin, interaction_id, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
+SELECT 'sft', origin, interaction_id, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
 -- preference pairs from edits: chosen = edit, rejected = original (trivial edits are no edits)
 UNION ALL
-SELECT 'pref', 'edit', interaction_id, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
+SELECT 'pref', 'edit', interaction_id, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
 -- preference pairs from explicit choices
 UNION ALL
 SELECT 'pref', 'choose', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
     CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts'
          WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END,
-    a.ts, a.user_id, a.app, a.task, a.prompt_key, a.last_user_key, a.is_eval
+    a.ts, a.user_id, a.prompt_key, a.last_user_key, a.is_eval
 FROM choices ch
 JOIN kept a ON a.interaction_id = ch.c.chosen
 JOIN kept b ON b.interaction_id = ch.c.other
@@ -73,20 +73,20 @@ JOIN kept b ON b.interaction_id = ch.c.other
 UNION ALL
 SELECT 'pref', 'regen', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
     CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts' END,
-    a.ts, a.user_id, a.app, a.task, a.prompt_key, a.last_user_key, a.is_eval
+    a.ts, a.user_id, a.prompt_key, a.last_user_key, a.is_eval
 FROM regen a
 JOIN regen b ON a.prompt_key = b.prompt_key AND a.scope = b.scope AND a.r = b.r
 WHERE a.outcome = 'accept' AND b.outcome = 'reject' AND a.r <= getvariable('b_max_regen')
   AND getvariable('b_pref')
 -- KTO: accept -> desirable, reject -> undesirable, edit -> both
 UNION ALL
-SELECT 'kto', origin, interaction_id, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
+SELECT 'kto', origin, interaction_id, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
+SELECT 'kto', 'edit', interaction_id, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'edit' AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, user_id, app, task, prompt_key, last_user_key, is_eval
+SELECT 'kto', 'edit', interaction_id, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM o WHERE outcome = 'edit' AND getvariable('b_kto');
 -- b_cand holds what selection needs; drop what only candidates needed
 DROP TABLE b_o;

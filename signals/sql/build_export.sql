@@ -4,7 +4,7 @@
 -- their own (memory bounded by the chunk, not by the store) and the chunks, written one
 -- after the other, give the files in that order.
 CREATE OR REPLACE TEMP TABLE b_exp AS
-SELECT kind, is_eval, interaction_id, origin, other_id, label, a_edit, b_other, app, task, user_id
+SELECT kind, is_eval, interaction_id, origin, other_id, label, a_edit, b_other
 FROM b_ex WHERE dropped IS NULL;
 -- the rejected side of pairs that is another interaction's output (PII redacted)
 CREATE OR REPLACE TEMP TABLE b_oth AS
@@ -12,3 +12,6 @@ SELECT DISTINCT e.interaction_id, e.other_id, coalesce(p.completion, j.completio
 FROM b_exp e JOIN interactions j ON j.interaction_id = e.other_id
 LEFT JOIN b_pii p ON p.interaction_id = e.other_id
 WHERE e.kind = 'pref' AND e.b_other;
+-- whether an interaction id is in the chunk being written: [b_lo, b_hi), b_hi NULL = no bound
+CREATE OR REPLACE TEMP MACRO b_in_chunk(x) AS
+    x >= getvariable('b_lo') AND (getvariable('b_hi') IS NULL OR x < getvariable('b_hi'));
