@@ -28,6 +28,7 @@ interactions it holds (`snapshots`, `snapshot_members`, migration 0002), so that
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import math
@@ -365,9 +366,6 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 # Example rows per export chunk: bounds the memory of a chunk's texts.
 EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "300000"))
-# Rows assembled in Arrow at a time: small, since the writers keep slices (and so their
-# parent arrays) until a row group is full.
-_SLICE = 10_000
 
 
 def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
@@ -385,6 +383,11 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     single-threaded encoding overlaps the queries and the three kinds' files are written in
     parallel. At most two chunks are in flight, so memory stays bounded.
     """
+    with _jemalloc():
+        return _export_chunks(con, out)
+
+
+def _export_chunks(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     from concurrent.futures import ThreadPoolExecutor
 
     schemas = _schemas()
@@ -433,19 +436,38 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     return files
 
 
+@contextlib.contextmanager
+def _jemalloc():
+    """Arrow's jemalloc pool (where the wheel has it) while exporting: the default mimalloc
+    hands each chunk's large arrays back to the OS and faults them in again, which doubled
+    the build's system time (bench/bench_build.py). Buffers remember their pool, so
+    switching back afterwards is safe."""
+    import pyarrow as pa
+
+    try:
+        pool = pa.jemalloc_memory_pool()
+    except (NotImplementedError, AttributeError):
+        yield
+        return
+    previous = pa.default_memory_pool()
+    pa.set_memory_pool(pool)
+    try:
+        yield
+    finally:
+        pa.set_memory_pool(previous)
+
+
 def _write_rows(kind: str, rows, txt, train: _Writer, eval_: _Writer) -> None:
     """One chunk's rows of `kind` (sorted: train rows, then eval rows), assembled and written."""
     import pyarrow.compute as pc
 
     idx = pc.index_in(rows.column("interaction_id").combine_chunks(), value_set=txt["interaction_id"])
-    for off in range(0, rows.num_rows, _SLICE):
-        batch = _assemble(kind, rows.slice(off, _SLICE), idx.slice(off, _SLICE), txt)
-        n_eval = rows.column("is_eval").slice(off, _SLICE).combine_chunks().true_count
-        n_train = batch.num_rows - n_eval
-        if n_train:
-            train.write(batch.slice(0, n_train))
-        if n_eval:
-            eval_.write(batch.slice(n_train))
+    n_train = rows.num_rows - rows.column("is_eval").combine_chunks().true_count
+    for writer, start, stop in ((train, 0, n_train), (eval_, n_train, rows.num_rows)):
+        while start < stop:     # in pieces that fill the writer's row groups
+            n = min(writer.room(), stop - start)
+            writer.write(_assemble(kind, rows.slice(start, n), idx.slice(start, n), txt))
+            start += n
 
 
 def _close(writer: _Writer) -> dict:
@@ -541,26 +563,32 @@ class _Writer:
         # dictionaries would overflow and be dropped, at a cost
         self.writer = pq.ParquetWriter(path, schema, compression="zstd", use_dictionary=_DICT_COLUMNS)
 
+    def room(self) -> int:
+        """Rows that complete the current row group: batches of this size are written as
+        they are, without being copied into one."""
+        return ROW_GROUP - self.buffered
+
     def write(self, batch) -> None:
+        assert batch.num_rows <= self.room()
         self.pending.append(batch.cast(self.schema))
         self.buffered += batch.num_rows
         self.rows += batch.num_rows
-        if self.buffered >= ROW_GROUP:
-            self._flush(final=False)
+        if self.buffered == ROW_GROUP:
+            self._flush()
 
-    def _flush(self, final: bool) -> None:
+    def _flush(self) -> None:
         import pyarrow as pa
 
         table = pa.Table.from_batches(self.pending, schema=self.schema)
-        while table.num_rows >= ROW_GROUP or (final and table.num_rows):
-            # one chunk per row group: the bytes do not depend on how the rows arrived
-            self.writer.write_table(table.slice(0, ROW_GROUP).combine_chunks(), row_group_size=ROW_GROUP)
-            table = table.slice(ROW_GROUP)
-        self.pending, self.buffered = table.to_batches(), table.num_rows
+        # one chunk per row group: the bytes do not depend on how the rows arrived
+        self.writer.write_table(table.combine_chunks() if len(self.pending) > 1 else table,
+                                row_group_size=ROW_GROUP)
+        self.pending, self.buffered = [], 0
 
     def close(self) -> None:
         if self.writer is not None:
-            self._flush(final=True)
+            if self.pending:
+                self._flush()
             self.writer.close()
             self.writer = None
 

@@ -389,6 +389,18 @@ def test_pii_is_redacted_in_prompts_and_texts_with_counts(store, tmp_path):
     assert snap.manifest["redactions"] == {"email": 2, "phone": 2}
 
 
+def test_pii_behind_json_escapes_in_prompts_is_redacted(store, tmp_path):
+    """The store keeps prompts as JSON text (escaped newlines, \\uXXXX): still found."""
+    arabic = "\u0664\u0661\u0665-\u0665\u0665\u0665-\u0660\u0661\u0663\u0662"
+    store.shown("call me on\n415\n555\n0132 please", "ok", "accept")
+    store.shown(f"or on {arabic}", "ok!", "accept")
+    store.shown("nothing here", "fine", "accept")
+    snap = build(store, tmp_path, privacy={"redact_pii": True})
+    prompts = sorted(r["messages"][0]["content"] for r in rows(snap, "sft"))
+    assert prompts == ["call me on\n[PHONE] please", "nothing here", "or on [PHONE]"]
+    assert snap.manifest["redactions"] == {"phone": 2}
+
+
 def test_pii_prefilter_never_skips_a_text_the_redactor_changes():
     """The SQL prefilter must be a superset of signals.pii's patterns."""
     import random
