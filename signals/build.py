@@ -390,24 +390,17 @@ def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
 def _export_chunks(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     from concurrent.futures import ThreadPoolExecutor
 
+    import pyarrow.compute as pc
+
     schemas = _schemas()
+    con.execute("SET preserve_insertion_order = true")    # the export's tables in id order
     con.execute(_sql("build_export"))
-    queries = {}
+    con.execute("SET preserve_insertion_order = false")
     for kind in KINDS:
         (out / kind).mkdir()
-        extra = {"sft": "", "kto": "e.label, ",
-                 "pref": "e.b_other, o.completion AS other_text, "}[kind]
-        other = ("LEFT JOIN (SELECT * FROM b_oth WHERE b_in_chunk(interaction_id)) o "
-                 "ON e.b_other AND o.interaction_id = e.interaction_id AND o.other_id = e.other_id"
-                 if kind == "pref" else "")
-        queries[kind] = f"""
-            SELECT e.interaction_id, e.a_edit, {extra}e.origin, e.is_eval
-            FROM (SELECT * FROM b_exp WHERE kind = ? AND b_in_chunk(interaction_id)) e
-            {other}
-            ORDER BY e.is_eval, e.interaction_id, e.origin, e.other_id, e.label"""
     writers = {(kind, split): _Writer(out / kind / f"{split}.parquet", schemas[kind])
                for kind in KINDS for split in SPLITS}
-    chunk_texts = _sql("build_chunk")
+    chunk_texts, chunk_rows = (q for q in _sql("build_chunk").split(";\n") if q.strip())
     pools = {kind: ThreadPoolExecutor(1, thread_name_prefix=f"export-{kind}") for kind in KINDS}
     try:
         in_flight: list = []
@@ -417,9 +410,14 @@ def _export_chunks(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]
             table = con.sql(chunk_texts).to_arrow_table()
             txt = {name: table.column(name).combine_chunks() for name in table.column_names}
             del table
-            chunk = [pools[kind].submit(_write_rows, kind, con.sql(queries[kind], params=[kind]).to_arrow_table(),
-                                        txt, writers[kind, "train"], writers[kind, "eval"])
-                     for kind in KINDS]
+            rows = con.sql(chunk_rows).to_arrow_table()
+            chunk, start = [], 0
+            for kind in sorted(KINDS):      # the rows' order
+                n = pc.sum(pc.equal(rows.column("kind"), kind)).as_py() or 0
+                chunk.append(pools[kind].submit(_write_rows, kind, rows.slice(start, n), txt,
+                                                writers[kind, "train"], writers[kind, "eval"]))
+                start += n
+            del rows
             for future in in_flight:      # the chunk before: done before a third is read
                 future.result()
             in_flight = chunk

@@ -68,8 +68,8 @@ judged AS (
     FROM measured
 )
 SELECT
-    interaction_id, ts, user_id, session_id, app, task, model_id,
-    -- no texts here (the export reads them from `interactions`): memory stays small
+    -- no texts, app or model here (the export reads them from `interactions`): memory stays small
+    interaction_id, ts, user_id, session_id,
     hash(completion) AS completion_hash,       -- equality within this build (dedup, identical pairs)
     prompt_key, last_user_key, excluded,
     -- whether a prompt message or the completion may hold PII (the redaction pass reads only these)

@@ -8,14 +8,21 @@
 --          (b_decontaminate = 'drop_train') or from eval ('drop_eval').
 -- `dropped` says why a candidate is not exported (NULL = exported).
 CREATE OR REPLACE TEMP TABLE b_ex AS
-WITH c AS (SELECT * FROM b_cand),
+WITH dup_keys AS (  -- de-duplication groups with more than one candidate, found by a hash of
+                   -- the key (cheap; most groups have one member) and ranked exactly below
+    SELECT hash(kind, prompt_key, a_hash, b_hash, label) AS k FROM b_cand
+    WHERE pre_drop IS NULL AND getvariable('b_dedup')
+    GROUP BY k HAVING count(*) > 1
+),
+dups AS (
+    SELECT rowid AS rid, row_number() OVER (PARTITION BY kind, prompt_key, a_hash, b_hash, label
+                                            ORDER BY ts, interaction_id, other_id) AS dup_rank
+    FROM b_cand
+    WHERE pre_drop IS NULL AND hash(kind, prompt_key, a_hash, b_hash, label) IN (SELECT k FROM dup_keys)
+),
 d AS (
-    SELECT *,
-        CASE WHEN pre_drop IS NOT NULL OR NOT getvariable('b_dedup') THEN 1
-             ELSE row_number() OVER (
-                PARTITION BY kind, pre_drop, prompt_key, a_hash, b_hash, label
-                ORDER BY ts, interaction_id, other_id) END AS dup_rank
-    FROM c
+    SELECT c.*, coalesce(x.dup_rank, 1) AS dup_rank
+    FROM b_cand c LEFT JOIN dups x ON x.rid = c.rowid
 ),
 u AS (             -- the per-user cap's window runs only when a cap is set (build.py drops this block)
     SELECT *,
