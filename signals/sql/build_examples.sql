@@ -21,9 +21,7 @@ FROM b_out o JOIN b_attrs i USING (interaction_id)
 LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.interaction_id = o.interaction_id
 WHERE o.outcome IS NOT NULL;
 CREATE OR REPLACE TEMP TABLE b_cand AS
-WITH o AS (SELECT * FROM b_o),
-kept AS (SELECT * FROM b_attrs),
-choices AS (       -- the latest choice per unordered pair of candidates
+WITH choices AS (       -- the latest choice per unordered pair of candidates
     SELECT max_by(struct_pack(chosen := interaction_id, other := other_interaction_id), struct_pack(ts, event_id)) AS c
     FROM feedback
     WHERE kind = 'choose' AND other_interaction_id IS NOT NULL AND interaction_id <> other_interaction_id
@@ -33,7 +31,7 @@ choices AS (       -- the latest choice per unordered pair of candidates
 regen_groups AS (  -- groups (same normalized prompt, maybe same user/session) with both outcomes
     SELECT prompt_key, CASE getvariable('b_regen_within') WHEN 'user' THEN user_id
                             WHEN 'session' THEN session_id ELSE '' END AS scope
-    FROM o
+    FROM b_o o
     WHERE outcome IN ('accept', 'reject') AND getvariable('b_from_regen')
     GROUP BY ALL
     HAVING count(DISTINCT outcome) = 2
@@ -42,7 +40,7 @@ regen AS (
     SELECT o.*, g.scope, row_number() OVER (
             PARTITION BY g.prompt_key, g.scope, o.outcome
             ORDER BY md5(getvariable('b_seed') || chr(31) || o.interaction_id)) AS r
-    FROM o JOIN regen_groups g
+    FROM b_o o JOIN regen_groups g
       ON g.prompt_key = o.prompt_key
      AND g.scope = CASE getvariable('b_regen_within') WHEN 'user' THEN o.user_id
                         WHEN 'session' THEN o.session_id ELSE '' END
@@ -52,14 +50,14 @@ regen AS (
 SELECT 'sft' AS kind, origin, interaction_id, NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label,
        false AS a_edit, NULL::BOOLEAN AS b_other, completion_hash AS a_hash, NULL::UBIGINT AS b_hash,
        NULL::VARCHAR AS pre_drop, ts, user_id, prompt_key, last_user_key, is_eval
-FROM o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
+FROM b_o o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
 UNION ALL
 SELECT 'sft', origin, interaction_id, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
-FROM o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
+FROM b_o o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
 -- preference pairs from edits: chosen = edit, rejected = original (trivial edits are no edits)
 UNION ALL
 SELECT 'pref', 'edit', interaction_id, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, user_id, prompt_key, last_user_key, is_eval
-FROM o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
+FROM b_o o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
 -- preference pairs from explicit choices
 UNION ALL
 SELECT 'pref', 'choose', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
@@ -67,8 +65,8 @@ SELECT 'pref', 'choose', a.interaction_id, b.interaction_id, NULL, false, true, 
          WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END,
     a.ts, a.user_id, a.prompt_key, a.last_user_key, a.is_eval
 FROM choices ch
-JOIN kept a ON a.interaction_id = ch.c.chosen
-JOIN kept b ON b.interaction_id = ch.c.other
+JOIN b_attrs a ON a.interaction_id = ch.c.chosen
+JOIN b_attrs b ON b.interaction_id = ch.c.other
 -- preference pairs from regenerations: the r-th accepted vs the r-th rejected of a group
 UNION ALL
 SELECT 'pref', 'regen', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
@@ -81,13 +79,13 @@ WHERE a.outcome = 'accept' AND b.outcome = 'reject' AND a.r <= getvariable('b_ma
 -- KTO: accept -> desirable, reject -> undesirable, edit -> both
 UNION ALL
 SELECT 'kto', origin, interaction_id, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
-FROM o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
+FROM b_o o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
 UNION ALL
 SELECT 'kto', 'edit', interaction_id, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
-FROM o WHERE outcome = 'edit' AND getvariable('b_kto')
+FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto')
 UNION ALL
 SELECT 'kto', 'edit', interaction_id, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
-FROM o WHERE outcome = 'edit' AND getvariable('b_kto');
+FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto');
 -- b_cand holds what selection needs; drop what only candidates needed
 DROP TABLE b_o;
 DROP TABLE b_attrs;
