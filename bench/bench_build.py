@@ -76,18 +76,13 @@ FROM range($interactions) t(n)
 WHERE n % 2 = 0 AND n % 10 <> 0 AND n < $second;
 """
 
-# The whitespace normalization the builder uses (the regex only where there is a run to collapse).
-NORM = """CREATE TEMP MACRO norm(x) AS
-    CASE WHEN contains(x, '  ') OR contains(x, chr(10)) OR contains(x, chr(9)) OR contains(x, chr(13))
-              OR contains(x, chr(12)) THEN trim(regexp_replace(x, '\\s+', ' ', 'g')) ELSE trim(x) END"""
-
 # The floor: the same preference pairs (recipe `base`: latest decisive feedback, ratings 4/2,
 # an accept after an edit keeps it, non-trivial edits, latest choice per pair of the same
 # prompt, up to 4 regeneration pairs per prompt, exact de-duplication), written by hand.
 FLOOR = """
 COPY (
 WITH i AS (
-    SELECT interaction_id, ts, user_id, completion, msgs, md5_number_lower(norm(p)) AS pk
+    SELECT interaction_id, ts, user_id, completion, msgs, md5_number_lower(b_norm(p)) AS pk
     FROM (SELECT *, lower(array_to_string(list_transform(msgs, lambda m: m.role || ': ' || m.content), chr(31))) AS p
           FROM (SELECT *, from_json(prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]') AS msgs FROM interactions))
     WHERE user_id IS NULL OR user_id NOT IN (SELECT user_id FROM optouts)
@@ -100,8 +95,8 @@ ev AS (
                                   WHEN abs(length(e) - length(c)) >= 0.02 * greatest(length(e), length(c)) THEN 'edit'
                                   WHEN levenshtein(e, c) >= 0.02 * greatest(length(e), length(c)) THEN 'edit' END
         END AS d
-    FROM (SELECT f.*, CASE WHEN f.kind = 'edit' THEN norm(f.edited_text) END AS e,
-                      CASE WHEN f.kind = 'edit' THEN norm(i.completion) END AS c
+    FROM (SELECT f.*, CASE WHEN f.kind = 'edit' THEN b_norm(f.edited_text) END AS e,
+                      CASE WHEN f.kind = 'edit' THEN b_norm(i.completion) END AS c
           FROM feedback f JOIN i USING (interaction_id))
 ),
 o AS (
@@ -144,7 +139,7 @@ SELECT i.msgs AS prompt,
 FROM pairs p JOIN i USING (interaction_id)
 QUALIFY row_number() OVER (PARTITION BY p.pk, p.chosen, p.rejected
                            ORDER BY i.ts, p.interaction_id) = 1
-) TO '$out' (FORMAT parquet, COMPRESSION zstd)
+) TO '$out' (FORMAT parquet, COMPRESSION snappy)
 """
 
 
@@ -174,13 +169,16 @@ def child(what: str, db: str, out: str) -> None:
     """Run one measurement in this (fresh) process and print JSON."""
     import duckdb
 
+    from signals.build import _sql
+
     t = time.perf_counter()
     if what == "floor":
         con = duckdb.connect(db, read_only=True)
         # the builder's DuckDB memory limit (SIGNALS_BUILD_MEMORY, default 1GB); BENCH_FLOOR_MEMORY: a retry's
         con.execute(f"SET memory_limit = '{os.environ.get('BENCH_FLOOR_MEMORY') or os.environ.get('SIGNALS_BUILD_MEMORY', '1GB')}'")
         con.execute("SET preserve_insertion_order = false")
-        con.execute(NORM)
+        # the builder's whitespace normalization (the b_norm macro), so both normalize alike
+        con.execute(con.extract_statements(_sql("build_interactions"))[0].query)
         path = Path(out) / "floor.parquet"
         con.execute(FLOOR.replace("$out", str(path)))
         keys = con.execute("SELECT interaction_id, origin FROM read_parquet(?) ORDER BY ALL", [str(path)]).fetchall()

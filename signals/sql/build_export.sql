@@ -26,3 +26,10 @@ ORDER BY u.interaction_id;
 -- whether an interaction id is in the chunk being written: [b_lo, b_hi), b_hi NULL = no bound
 CREATE OR REPLACE TEMP MACRO b_in_chunk(x) AS
     x >= getvariable('b_lo') AND (getvariable('b_hi') IS NULL OR x < getvariable('b_hi'));
+-- the export needs nothing else: the memory is the chunks'
+DROP TABLE b_ex;
+DROP TABLE b_out;
+DROP TABLE b_edits;
+DROP TABLE b_pii;
+DROP TABLE b_int;
+DROP TABLE b_used;

@@ -401,6 +401,19 @@ def test_pii_behind_json_escapes_in_prompts_is_redacted(store, tmp_path):
     assert snap.manifest["redactions"] == {"phone": 2}
 
 
+def test_text_normalization_collapses_whitespace_runs_and_trims_unicode_spaces():
+    import duckdb
+
+    from signals.build import _sql
+
+    con = duckdb.connect()
+    con.execute(con.extract_statements(_sql("build_interactions"))[0].query)     # the b_norm macro
+    cases = {" a  b ": "a b", "a\tb\n": "a b", "\u00a0a": "a", "a\u3000": "a", "a\u2009b": "a\u2009b",
+             "a b": "a b", "": "", "\u00e9t\u00e9 ": "\u00e9t\u00e9", " \u00a0x": "x"}
+    for text, want in cases.items():
+        assert con.execute("SELECT b_norm(?)", [text]).fetchone()[0] == want, repr(text)
+
+
 def test_pii_prefilter_never_skips_a_text_the_redactor_changes():
     """The SQL prefilter must be a superset of signals.pii's patterns."""
     import random
