@@ -397,9 +397,7 @@ def _export_chunks(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]
     import pyarrow.compute as pc
 
     schemas = _schemas()
-    con.execute("SET preserve_insertion_order = true")    # the export's tables in id order
     con.execute(_sql("build_export"))
-    con.execute("SET preserve_insertion_order = false")
     for kind in KINDS:
         (out / kind).mkdir()
     writers = {(kind, split): _Writer(out / kind / f"{split}.parquet", schemas[kind])

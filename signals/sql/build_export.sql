@@ -2,27 +2,22 @@
 -- is written in. The files' row order is (is_eval, interaction_id, origin, other_id, label);
 -- chunks are ranges of interaction_id, so each chunk's texts are read, joined and sorted on
 -- their own (memory bounded by the chunk, not by the store) and the chunks, written one
--- after the other, give the files in that order. These tables are stored in interaction_id
--- order (the build preserves insertion order here), so a chunk's filter reads its own row
--- groups only, and the export stays linear in the store's size.
+-- after the other, give the files in that order.
 CREATE OR REPLACE TEMP TABLE b_exp AS
 SELECT kind, is_eval, interaction_id, origin, other_id, label, a_edit, b_other
-FROM b_ex WHERE dropped IS NULL
-ORDER BY interaction_id;
+FROM b_ex WHERE dropped IS NULL;
 -- the rejected side of pairs that is another interaction's output (PII redacted)
 CREATE OR REPLACE TEMP TABLE b_oth AS
 SELECT DISTINCT e.interaction_id, e.other_id, coalesce(p.completion, j.completion) AS completion
 FROM b_exp e JOIN interactions j ON j.interaction_id = e.other_id
 LEFT JOIN b_pii p ON p.interaction_id = e.other_id
-WHERE e.kind = 'pref' AND e.b_other
-ORDER BY e.interaction_id;
+WHERE e.kind = 'pref' AND e.b_other;
 -- every exported interaction, with its edit and its PII-redacted prompt/completion (NULL: as stored)
 CREATE OR REPLACE TEMP TABLE b_src AS
 SELECT u.interaction_id, d.edited_text, p.prompt AS redacted_prompt, p.completion AS redacted_completion
 FROM (SELECT DISTINCT interaction_id FROM b_exp) u
 LEFT JOIN b_edits d USING (interaction_id)
-LEFT JOIN b_pii p USING (interaction_id)
-ORDER BY u.interaction_id;
+LEFT JOIN b_pii p USING (interaction_id);
 -- whether an interaction id is in the chunk being written: [b_lo, b_hi), b_hi NULL = no bound
 CREATE OR REPLACE TEMP MACRO b_in_chunk(x) AS
     x >= getvariable('b_lo') AND (getvariable('b_hi') IS NULL OR x < getvariable('b_hi'));
