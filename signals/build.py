@@ -57,7 +57,7 @@ MEMORY_LIMIT = os.environ.get("SIGNALS_BUILD_MEMORY", "1GB")
 REVOKED_MARKER = "REVOKED.json"
 
 _MSG = "STRUCT(role VARCHAR, content VARCHAR)"
-ROW_GROUP = 50_000      # rows per Parquet row group (fixed, so files are byte-for-byte reproducible)
+ROW_GROUP = 25_000      # rows per Parquet row group (fixed, so files are byte-for-byte reproducible)
 
 
 def _schemas():
@@ -369,7 +369,7 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 
 # Example rows per export chunk: bounds the memory of a chunk's texts.
-EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "300000"))
+EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "150000"))
 
 
 def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:

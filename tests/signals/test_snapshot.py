@@ -103,6 +103,15 @@ def test_same_store_and_recipe_give_the_same_bytes_and_version(store_path, tmp_p
     assert build_snapshot(RECIPE, store_path, tmp_path / "a").version not in (a.version, other.version)
 
 
+def test_bytes_do_not_depend_on_how_the_export_is_chunked(store_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(build_mod, "ROW_GROUP", 7)        # several row groups, cut across chunks
+    whole = build_snapshot(RECIPE, store_path, tmp_path / "whole")
+    monkeypatch.setattr(build_mod, "EXPORT_CHUNK", 5)      # a chunk every few interactions
+    chunked = build_snapshot(RECIPE, store_path, tmp_path / "chunked")
+    assert chunked.version == whole.version
+    assert pq.ParquetFile(chunked.file("kto", "train")).metadata.num_row_groups > 2
+
+
 def test_a_failed_build_leaves_nothing_behind(store_path, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
