@@ -26,7 +26,7 @@ CREATE OR REPLACE TEMP TABLE b_out AS
 WITH kept AS (
     SELECT interaction_id FROM b_int WHERE excluded IS NULL
 ),
-events AS (
+events AS MATERIALIZED (
     SELECT f.interaction_id, f.ts, f.event_id, f.kind, j.verdict = 'trivial' AS trivial,
         CASE f.kind
             WHEN 'accept' THEN 'accept'
@@ -45,27 +45,27 @@ events AS (
     FROM feedback f SEMI JOIN kept k ON k.interaction_id = f.other_interaction_id
     WHERE f.kind = 'choose' AND getvariable('b_choose_outcome')
 ),
-decided AS (SELECT * FROM events),
-ranked AS (       -- narrow aggregate states: the latest edit is kept as its event id
-    SELECT interaction_id,
-        max_by(struct_pack(decision, kind),
-               struct_pack(ts, prio := CASE decision WHEN 'edit' THEN 3 WHEN 'reject' THEN 2 ELSE 1 END, event_id))
-            FILTER (WHERE decision IS NOT NULL) AS latest,
-        max_by(event_id, struct_pack(ts, event_id)) FILTER (WHERE decision = 'edit') AS last_edit_event,
-        bool_or(trivial) AS had_trivial_edit
-    FROM decided
-    GROUP BY interaction_id
-)
+-- windows, not max_by over struct keys: those held wide states per interaction and spilled
+latest AS (        -- the latest decisive event: by time, then edit > reject > accept, then event_id
+    SELECT interaction_id, decision, kind FROM events WHERE decision IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY interaction_id ORDER BY ts DESC,
+        CASE decision WHEN 'edit' THEN 3 WHEN 'reject' THEN 2 ELSE 1 END DESC, event_id DESC) = 1
+),
+last_edit AS (     -- the latest real edit (what an accept after it keeps)
+    SELECT interaction_id, event_id FROM events WHERE decision = 'edit'
+    QUALIFY row_number() OVER (PARTITION BY interaction_id ORDER BY ts DESC, event_id DESC) = 1
+),
+trivial AS (SELECT DISTINCT interaction_id FROM events WHERE trivial)
 SELECT interaction_id, outcome,
-    CASE WHEN outcome = 'edit' THEN 'edit' ELSE latest.kind END AS origin,
+    CASE WHEN outcome = 'edit' THEN 'edit' ELSE kind END AS origin,
     CASE WHEN outcome = 'edit' THEN last_edit_event END AS last_edit_event,
-    coalesce(had_trivial_edit, false) AS had_trivial_edit
+    had_trivial_edit
 FROM (
-    SELECT *,
-        CASE WHEN latest.decision = 'accept' AND last_edit_event IS NOT NULL AND getvariable('b_accept_keeps_edit')
-             THEN 'edit' ELSE latest.decision END AS outcome
-    FROM ranked
-);                 -- outcome NULL: feedback, none decisive
+    SELECT interaction_id, l.kind, e.event_id AS last_edit_event, t.interaction_id IS NOT NULL AS had_trivial_edit,
+        CASE WHEN l.decision = 'accept' AND e.event_id IS NOT NULL AND getvariable('b_accept_keeps_edit')
+             THEN 'edit' ELSE l.decision END AS outcome
+    FROM latest l FULL JOIN trivial t USING (interaction_id) LEFT JOIN last_edit e USING (interaction_id)
+);                 -- outcome NULL: a trivial edit, nothing decisive (interactions with neither are left out)
 -- the edited texts of edit outcomes (the export joins them; PII redaction updates them)
 CREATE OR REPLACE TEMP TABLE b_edits AS
 SELECT o.interaction_id, f.edited_text, hash(f.edited_text) AS edit_hash
