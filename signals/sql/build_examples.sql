@@ -34,10 +34,11 @@ regen_groups AS (  -- groups (same normalized prompt, maybe same user/session) w
     FROM b_o o
     WHERE outcome IN ('accept', 'reject') AND getvariable('b_from_regen')
     GROUP BY ALL
-    HAVING count(DISTINCT outcome) = 2
+    HAVING min(outcome) <> max(outcome)
 ),
-regen AS (
-    SELECT o.*, g.scope, row_number() OVER (
+regen AS (         -- the first b_max_regen of each outcome in a seeded order (only what the pairs need)
+    SELECT o.interaction_id, o.outcome, o.completion_hash, o.prompt_key, o.last_user_key, o.user_id, o.ts,
+        o.is_eval, g.scope, row_number() OVER (
             PARTITION BY g.prompt_key, g.scope, o.outcome
             ORDER BY md5(getvariable('b_seed') || chr(31) || o.interaction_id)) AS r
     FROM b_o o JOIN regen_groups g
@@ -45,6 +46,7 @@ regen AS (
      AND g.scope = CASE getvariable('b_regen_within') WHEN 'user' THEN o.user_id
                         WHEN 'session' THEN o.session_id ELSE '' END
     WHERE o.outcome IN ('accept', 'reject')
+    QUALIFY r <= getvariable('b_max_regen')
 )
 -- SFT: accepted completions and edited texts
 SELECT 'sft' AS kind, origin, interaction_id, NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label,
