@@ -16,7 +16,7 @@ the recipe bound as session variables) so that the heavy work is DuckDB's:
 
 Then PII is redacted (signals.pii) in the texts that are exported (only interactions
 that build_interactions flagged as possibly holding PII are read again), and the six
-Parquet files are written in chunks of consecutive interaction ids (`build_export`,
+Parquet files are written in chunks of consecutive rows of the store (`build_export`,
 `build_chunk`: each chunk's texts are read and parsed once, and each kind's narrow,
 sorted rows take their texts from them in Arrow), so memory stays bounded as the store
 grows. The version is a hash of their bytes, the recipe and
@@ -375,15 +375,16 @@ EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "150000"))
 def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     """Write kind/split.parquet files in a stable row order; their row counts and sha256.
 
-    The rows are ordered by (interaction_id, origin, other_id, label) in each file. They
-    are written in chunks of consecutive interaction ids (build_export.sql): per chunk the
-    texts of its interactions are read and parsed once (build_chunk.sql) and fetched as
+    The rows are ordered by (the interaction's row in the store, origin, other_id, label) in
+    each file: the same store gives the same order, and chunks of consecutive rows
+    (build_export.sql) read their texts from a range of the table, not a scan of it. Per
+    chunk the texts of its interactions are read and parsed once (build_chunk.sql) and fetched as
     Arrow; each kind's rows come from DuckDB narrow (ids, flags, sorted) and take their
     texts from that chunk in Arrow (no wide rows sorted or converted per example). Row
     groups have ROW_GROUP rows whatever the chunks, so the bytes depend only on the rows.
 
     Assembling and writing a kind's rows (Arrow and Parquet, which release the GIL) run on
-    that kind's own thread, in chunk order, while DuckDB reads the next kind and chunk: the
+    that kind's own thread, in chunk order, while DuckDB reads the next chunk: the
     single-threaded encoding overlaps the queries and the three kinds' files are written in
     parallel. At most two chunks are in flight, so memory stays bounded.
     """
@@ -407,8 +408,8 @@ def _export_chunks(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]
     try:
         in_flight: list = []
         for lo, hi in _chunks(con):
-            con.execute("SET VARIABLE b_lo = CAST(? AS VARCHAR)", [lo])
-            con.execute("SET VARIABLE b_hi = CAST(? AS VARCHAR)", [hi])
+            con.execute("SET VARIABLE b_lo = CAST(? AS BIGINT)", [lo])
+            con.execute("SET VARIABLE b_hi = CAST(? AS BIGINT)", [hi])
             table = con.sql(chunk_texts).to_arrow_table()
             txt = {name: table.column(name).combine_chunks() for name in table.column_names}
             del table
@@ -461,7 +462,7 @@ def _write_rows(kind: str, rows, txt, train: _Writer, eval_: _Writer) -> None:
     """One chunk's rows of `kind` (sorted: train rows, then eval rows), assembled and written."""
     import pyarrow.compute as pc
 
-    idx = pc.index_in(rows.column("interaction_id").combine_chunks(), value_set=txt["interaction_id"])
+    idx = pc.index_in(rows.column("rid").combine_chunks(), value_set=txt["rid"])
     n_train = rows.num_rows - rows.column("is_eval").combine_chunks().true_count
     for writer, start, stop in ((train, 0, n_train), (eval_, n_train, rows.num_rows)):
         while start < stop:     # in pieces that fill the writer's row groups
@@ -487,7 +488,7 @@ def _assemble(kind: str, rows, idx, txt):
     own = txt["completion"].take(idx)
     text_a = pc.if_else(col(rows, "a_edit").fill_null(False), txt["edited_text"].take(idx), own)
     names = ["interaction_id", "app", "task", "user_id", "origin"]
-    extras = [col(rows, "interaction_id"), *(txt[c].take(idx) for c in ("app", "task", "user_id")), col(rows, "origin")]
+    extras = [*(txt[c].take(idx) for c in ("interaction_id", "app", "task", "user_id")), col(rows, "origin")]
     if kind == "sft":
         return pa.RecordBatch.from_arrays([_append_message(prompt, text_a), *extras], ["messages", *names])
     if kind == "pref":
@@ -533,17 +534,15 @@ def _append_message(prompt, content):
     return pa.ListArray.from_arrays(pa.array(offsets.astype(np.int32)), merged)
 
 
-def _chunks(con: duckdb.DuckDBPyConnection) -> list[tuple[str, str | None]]:
-    """[lo, hi) ranges of interaction_id holding about EXPORT_CHUNK example rows each."""
+def _chunks(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int | None]]:
+    """[lo, hi) ranges of rows in the store holding about EXPORT_CHUNK example rows each."""
     starts = [lo for (lo,) in con.execute("""
-        SELECT min(interaction_id) FROM (
-            SELECT interaction_id, sum(n) OVER (ORDER BY interaction_id) - n AS before
-            FROM (SELECT interaction_id, count(*) AS n FROM b_exp GROUP BY interaction_id))
+        SELECT min(rid) FROM (
+            SELECT rid, sum(n) OVER (ORDER BY rid) - n AS before
+            FROM (SELECT rid, count(*) AS n FROM b_exp GROUP BY rid))
         GROUP BY before // ? ORDER BY 1""", [EXPORT_CHUNK]).fetchall()]
-    if not starts:
-        return [("", None)]
-    return [("" if k == 0 else lo, starts[k + 1] if k + 1 < len(starts) else None)
-            for k, lo in enumerate(starts)]
+    return [(0 if k == 0 else lo, starts[k + 1] if k + 1 < len(starts) else None)
+            for k, lo in enumerate(starts or [0])]
 
 
 _DICT_COLUMNS = ["messages.list.element.role", "prompt.list.element.role", "chosen.list.element.role",

@@ -1,6 +1,7 @@
 -- Build step 3: every candidate example of every kind, before de-duplication, caps and
 -- splits. One row per example: kind (sft | pref | kto), origin (the feedback kind that
--- made it, or regen), the interaction it comes from (for pairs: the chosen one) and the
+-- made it, or regen), the interaction it comes from (for pairs: the chosen one; rid: its row
+-- in the store, which orders and chunks the export) and the
 -- other one (the rejected side of a choice or regeneration), and where its texts are:
 --   text_a = the edit of interaction_id (a_edit) or else its completion;
 --   text_b = the completion of other_id (b_other) or else of interaction_id (pairs only);
@@ -11,7 +12,7 @@
 -- outcome; tables, not CTEs: each is scanned by several branches below, and a table is
 -- built once (and spills) where a CTE could be re-joined per branch.
 CREATE OR REPLACE TEMP TABLE b_attrs AS
-SELECT interaction_id, completion_hash, prompt_key, last_user_key, user_id, session_id, ts,
+SELECT interaction_id, rid, completion_hash, prompt_key, last_user_key, user_id, session_id, ts,
     CASE WHEN getvariable('b_split_method') = 'time' THEN ts >= getvariable('b_cutoff')
          ELSE split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
 FROM b_int WHERE excluded IS NULL;
@@ -37,7 +38,7 @@ regen_groups AS (  -- groups (same normalized prompt, maybe same user/session) w
     HAVING min(outcome) <> max(outcome)
 ),
 regen AS (         -- the first b_max_regen of each outcome in a seeded order (only what the pairs need)
-    SELECT o.interaction_id, o.outcome, o.completion_hash, o.prompt_key, o.last_user_key, o.user_id, o.ts,
+    SELECT o.interaction_id, o.rid, o.outcome, o.completion_hash, o.prompt_key, o.last_user_key, o.user_id, o.ts,
         o.is_eval, g.scope, row_number() OVER (
             PARTITION BY g.prompt_key, g.scope, o.outcome
             ORDER BY md5(getvariable('b_seed') || chr(31) || o.interaction_id)) AS r
@@ -49,20 +50,20 @@ regen AS (         -- the first b_max_regen of each outcome in a seeded order (o
     QUALIFY r <= getvariable('b_max_regen')
 )
 -- SFT: accepted completions and edited texts
-SELECT 'sft' AS kind, origin, interaction_id, NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label,
+SELECT 'sft' AS kind, origin, interaction_id, rid, NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label,
        false AS a_edit, NULL::BOOLEAN AS b_other, completion_hash AS a_hash, NULL::UBIGINT AS b_hash,
        NULL::VARCHAR AS pre_drop, ts, user_id, prompt_key, last_user_key, is_eval
 FROM b_o o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
 UNION ALL
-SELECT 'sft', origin, interaction_id, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'sft', origin, interaction_id, rid, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
 -- preference pairs from edits: chosen = edit, rejected = original (trivial edits are no edits)
 UNION ALL
-SELECT 'pref', 'edit', interaction_id, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'pref', 'edit', interaction_id, rid, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
 -- preference pairs from explicit choices
 UNION ALL
-SELECT 'pref', 'choose', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
+SELECT 'pref', 'choose', a.interaction_id, a.rid, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
     CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts'
          WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END,
     a.ts, a.user_id, a.prompt_key, a.last_user_key, a.is_eval
@@ -71,7 +72,7 @@ JOIN b_attrs a ON a.interaction_id = ch.c.chosen
 JOIN b_attrs b ON b.interaction_id = ch.c.other
 -- preference pairs from regenerations: the r-th accepted vs the r-th rejected of a group
 UNION ALL
-SELECT 'pref', 'regen', a.interaction_id, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
+SELECT 'pref', 'regen', a.interaction_id, a.rid, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
     CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts' END,
     a.ts, a.user_id, a.prompt_key, a.last_user_key, a.is_eval
 FROM regen a
@@ -80,13 +81,13 @@ WHERE a.outcome = 'accept' AND b.outcome = 'reject' AND a.r <= getvariable('b_ma
   AND getvariable('b_pref')
 -- KTO: accept -> desirable, reject -> undesirable, edit -> both
 UNION ALL
-SELECT 'kto', origin, interaction_id, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'kto', origin, interaction_id, rid, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM b_o o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'kto', 'edit', interaction_id, rid, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'kto', 'edit', interaction_id, rid, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto');
 -- b_cand holds what selection needs; drop what only candidates needed
 DROP TABLE b_o;

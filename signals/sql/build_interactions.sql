@@ -18,7 +18,7 @@ WITH forgotten AS (          -- users whose tombstone (sha256 of user_id) is in 
 ),
 parsed AS (
     SELECT
-        i.interaction_id, i.ts, i.user_id, i.session_id, i.app, i.task, i.model_id, i.completion,
+        i.interaction_id, i.rowid AS rid, i.ts, i.user_id, i.session_id, i.app, i.task, i.model_id, i.completion,
         try(from_json(i.prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]')) AS prompt,
         g.source
     FROM interactions i LEFT JOIN ingests g ON g.ingest_id = i.ingest_id
@@ -72,7 +72,7 @@ judged AS (
 )
 SELECT
     -- no texts, app or model here (the export reads them from `interactions`): memory stays small
-    interaction_id, ts, user_id, session_id,
+    interaction_id, rid, ts, user_id, session_id,
     hash(completion) AS completion_hash,       -- equality within this build (dedup, identical pairs)
     prompt_key, last_user_key, excluded,
     -- whether a prompt message or the completion may hold PII (the redaction pass reads only these)

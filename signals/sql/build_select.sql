@@ -46,7 +46,7 @@ s AS (
 ),
 eval_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND is_eval),
 train_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND NOT is_eval)
-SELECT kind, origin, interaction_id, other_id, label, a_edit, b_other, is_eval,
+SELECT kind, origin, interaction_id, rid, other_id, label, a_edit, b_other, is_eval,
     coalesce(drop1, CASE
         WHEN getvariable('b_decontaminate') = 'drop_train' AND NOT is_eval
              AND prompt_key IN (SELECT prompt_key FROM eval_prompts) THEN 'decontaminated'
