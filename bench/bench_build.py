@@ -169,13 +169,13 @@ def child(what: str, db: str, out: str) -> None:
     """Run one measurement in this (fresh) process and print JSON."""
     import duckdb
 
-    from signals.build import _sql
+    from signals.build import MEMORY_LIMIT, _sql
 
     t = time.perf_counter()
     if what == "floor":
         con = duckdb.connect(db, read_only=True)
-        # the builder's DuckDB memory limit (SIGNALS_BUILD_MEMORY, default 1GB); BENCH_FLOOR_MEMORY: a retry's
-        con.execute(f"SET memory_limit = '{os.environ.get('BENCH_FLOOR_MEMORY') or os.environ.get('SIGNALS_BUILD_MEMORY', '1GB')}'")
+        # the builder's DuckDB memory limit for its SQL steps; BENCH_FLOOR_MEMORY: a retry's
+        con.execute(f"SET memory_limit = '{os.environ.get('BENCH_FLOOR_MEMORY') or MEMORY_LIMIT}'")
         con.execute("SET preserve_insertion_order = false")
         # the builder's whitespace normalization (the b_norm macro), so both normalize alike
         con.execute(con.extract_statements(_sql("build_interactions"))[0].query)

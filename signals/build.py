@@ -33,6 +33,7 @@ import hashlib
 import json
 import math
 import os
+import re
 import shutil
 import sys
 import tempfile
@@ -52,7 +53,8 @@ BUILDER_VERSION = "signals.build/1"
 KINDS = ("sft", "pref", "kto")
 SPLITS = ("train", "eval")
 STEPS = ("build_interactions", "build_outcomes", "build_examples", "build_select")
-# DuckDB spills to disk beyond this, so a build's memory stays bounded as the store grows.
+# DuckDB spills to disk beyond this, so a build's memory stays bounded as the store grows
+# (with Arrow's chunks beside it, the peak RSS at 5M events is ~1.6 GiB: bench/bench_build.py).
 MEMORY_LIMIT = os.environ.get("SIGNALS_BUILD_MEMORY", "1GB")
 REVOKED_MARKER = "REVOKED.json"
 
@@ -113,7 +115,7 @@ def build_snapshot(recipe: dict, store: str | os.PathLike | duckdb.DuckDBPyConne
 
 
 def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot:
-    con.execute(f"SET memory_limit = '{MEMORY_LIMIT}'")
+    con.execute(f"SET memory_limit = '{_mib(MEMORY_LIMIT)}MiB'")
     con.execute("SET TimeZone = 'UTC'")
     con.execute("SET preserve_insertion_order = false")   # files are sorted explicitly
     if os.environ.get("SIGNALS_BUILD_THREADS"):
@@ -164,6 +166,15 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot
     bar.update()
     bar.close()
     return snap
+
+
+def _mib(size: str) -> int:
+    """'1.5GB', '512MiB', ... in MiB (DuckDB's units: KB/MB/GB/TB are powers of 1000)."""
+    m = re.fullmatch(r"(\d+(?:\.\d+)?)\s*([KMGT])(i?)B", size.strip(), re.IGNORECASE)
+    if not m:
+        raise ValueError(f"SIGNALS_BUILD_MEMORY={size!r}: expected a size like 1.5GB or 512MiB")
+    power = "KMGT".index(m[2].upper()) + 1
+    return max(1, int(float(m[1]) * (1024 if m[3] else 1000) ** power / 2**20))
 
 
 def _progress(enabled: bool | None):

@@ -112,6 +112,13 @@ def test_bytes_do_not_depend_on_how_the_export_is_chunked(store_path, tmp_path, 
     assert pq.ParquetFile(chunked.file("kto", "train")).metadata.num_row_groups > 2
 
 
+def test_a_bad_memory_limit_is_named(store_path, tmp_path, monkeypatch):
+    monkeypatch.setattr(build_mod, "MEMORY_LIMIT", "1GB'; DROP TABLE interactions; --")
+    with pytest.raises(ValueError, match="SIGNALS_BUILD_MEMORY"):
+        build_snapshot(RECIPE, store_path, tmp_path / "s")
+    assert connect(store_path).execute("SELECT count(*) FROM interactions").fetchone()[0] > 0
+
+
 def test_a_failed_build_leaves_nothing_behind(store_path, tmp_path, monkeypatch):
     def boom(*a, **k):
         raise RuntimeError("disk full")
