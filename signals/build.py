@@ -191,14 +191,23 @@ def _sql(name: str) -> str:
 
 def _run(con: duckdb.DuckDBPyConnection, step: str) -> None:
     sql = _sql(step)
-    if step == "build_select" and not _cap_set(con):    # skip a window over every example
-        head, rest = sql.split("-- cap:begin", 1)
-        sql = head + "NULL::BIGINT" + rest.split("-- cap:end", 1)[1]
+    if step == "build_select":
+        if not _variable(con, "getvariable('b_per_user') IS NOT NULL"):   # no window over every example
+            sql = _without(sql, "cap", "NULL::BIGINT")
+        if _variable(con, "getvariable('b_split_method')") == "hash":
+            # the split is a hash of the normalized prompt, so no prompt is in both splits
+            sql = _without(sql, "decontaminate", "NULL::VARCHAR")
     con.execute(sql)
 
 
-def _cap_set(con: duckdb.DuckDBPyConnection) -> bool:
-    return con.execute("SELECT getvariable('b_per_user') IS NOT NULL").fetchall()[0][0]
+def _variable(con: duckdb.DuckDBPyConnection, expr: str):
+    return con.execute(f"SELECT {expr}").fetchone()[0]
+
+
+def _without(sql: str, block: str, instead: str) -> str:
+    """`sql` with its `-- block:begin` ... `-- block:end` replaced by `instead`."""
+    head, rest = sql.split(f"-- {block}:begin", 1)
+    return head + instead + rest.split(f"-- {block}:end", 1)[1]
 
 
 def _bind(con: duckdb.DuckDBPyConnection, r: dict) -> None:

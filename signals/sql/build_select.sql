@@ -47,10 +47,14 @@ s AS (
 eval_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND is_eval),
 train_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND NOT is_eval)
 SELECT kind, origin, interaction_id, rid, other_id, label, a_edit, b_other, is_eval,
-    coalesce(drop1, CASE
+    coalesce(drop1,
+        -- decontaminate:begin (build.py drops this block for hash splits: a prompt has one split)
+        CASE
         WHEN getvariable('b_decontaminate') = 'drop_train' AND NOT is_eval
              AND prompt_key IN (SELECT prompt_key FROM eval_prompts) THEN 'decontaminated'
         WHEN getvariable('b_decontaminate') = 'drop_eval' AND is_eval
-             AND prompt_key IN (SELECT prompt_key FROM train_prompts) THEN 'decontaminated' END) AS dropped
+             AND prompt_key IN (SELECT prompt_key FROM train_prompts) THEN 'decontaminated' END
+        -- decontaminate:end
+    ) AS dropped
 FROM s;
 DROP TABLE b_cand;   -- selection is done: its memory is the export's
