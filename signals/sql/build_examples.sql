@@ -12,7 +12,10 @@
 -- outcome; tables, not CTEs: each is scanned by several branches below, and a table is
 -- built once (and spills) where a CTE could be re-joined per branch.
 CREATE OR REPLACE TEMP TABLE b_attrs AS
-SELECT interaction_id, rid, completion_hash, prompt_key, last_user_key, user_id, session_id, ts,
+SELECT interaction_id, rid, completion_hash, prompt_key, last_user_key, user_id, ts,
+    -- where regenerations are paired: the whole prompt, or per user or session
+    CASE getvariable('b_regen_within') WHEN 'user' THEN user_id WHEN 'session' THEN session_id ELSE '' END
+        AS regen_scope,
     CASE WHEN getvariable('b_split_method') = 'time' THEN ts >= getvariable('b_cutoff')
          ELSE split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
 FROM b_int WHERE excluded IS NULL;
@@ -30,8 +33,7 @@ WITH choices AS (       -- the latest choice per unordered pair of candidates
     GROUP BY least(interaction_id, other_interaction_id), greatest(interaction_id, other_interaction_id)
 ),
 regen_groups AS (  -- groups (same normalized prompt, maybe same user/session) with both outcomes
-    SELECT prompt_key, CASE getvariable('b_regen_within') WHEN 'user' THEN user_id
-                            WHEN 'session' THEN session_id ELSE '' END AS scope
+    SELECT prompt_key, regen_scope AS scope
     FROM b_o o
     WHERE outcome IN ('accept', 'reject') AND getvariable('b_from_regen')
     GROUP BY ALL
@@ -44,8 +46,7 @@ regen AS (         -- the first b_max_regen of each outcome in a seeded order (o
             ORDER BY md5(getvariable('b_seed') || chr(31) || o.interaction_id)) AS r
     FROM b_o o JOIN regen_groups g
       ON g.prompt_key = o.prompt_key
-     AND g.scope = CASE getvariable('b_regen_within') WHEN 'user' THEN o.user_id
-                        WHEN 'session' THEN o.session_id ELSE '' END
+     AND g.scope = o.regen_scope
     WHERE o.outcome IN ('accept', 'reject')
     QUALIFY r <= getvariable('b_max_regen')
 )
