@@ -49,7 +49,7 @@ from signals import store as store_mod
 from signals.manifest import read_manifest
 from signals.recipe import normalize
 
-BUILDER_VERSION = "signals.build/1"
+BUILDER_VERSION = "signals.build/2"
 KINDS = ("sft", "pref", "kto")
 SPLITS = ("train", "eval")
 STEPS = ("build_interactions", "build_outcomes", "build_examples", "build_select")
@@ -685,9 +685,9 @@ def _exclusions(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     no_signal = con.execute("""
         SELECT count(*) FROM b_int i
         WHERE i.excluded IS NULL
-          AND i.interaction_id NOT IN (SELECT interaction_id FROM b_out WHERE outcome IS NOT NULL)
-          AND i.interaction_id NOT IN (SELECT interaction_id FROM b_ex)
-          AND i.interaction_id NOT IN (SELECT other_id FROM b_ex WHERE other_id IS NOT NULL)""").fetchone()[0]
+          AND NOT EXISTS (SELECT 1 FROM b_out o WHERE o.interaction_id = i.interaction_id AND o.outcome IS NOT NULL)
+          AND NOT EXISTS (SELECT 1 FROM b_ex e WHERE e.interaction_id = i.interaction_id)
+          AND NOT EXISTS (SELECT 1 FROM b_ex e WHERE e.other_id = i.interaction_id)""").fetchone()[0]
     if no_signal:
         out["no_decisive_feedback"] = no_signal
     trivial = con.execute("SELECT count(*) FROM b_out WHERE had_trivial_edit AND outcome IS DISTINCT FROM 'edit'"
