@@ -12,7 +12,11 @@
 -- outcome; tables, not CTEs: each is scanned by several branches below, and a table is
 -- built once (and spills) where a CTE could be re-joined per branch.
 CREATE OR REPLACE TEMP TABLE b_attrs AS
-SELECT interaction_id, rid, completion_hash, prompt_key, last_user_key, user_id, ts,
+SELECT interaction_id, rid, completion_hash, prompt_key, ts,
+    -- the user only where a per-user cap needs it, and whether the last user message is a
+    -- benchmark prompt (a flag, not the key): candidate rows stay narrow
+    CASE WHEN getvariable('b_per_user') IS NOT NULL THEN user_id END AS cap_user,
+    coalesce(last_user_key IN (SELECT key FROM b_bench), false) AS in_bench,
     -- where regenerations are paired: the whole prompt, or per user or session
     CASE getvariable('b_regen_within') WHEN 'user' THEN user_id WHEN 'session' THEN session_id ELSE '' END
         AS regen_scope,
@@ -40,7 +44,7 @@ regen_groups AS (  -- groups (same normalized prompt, maybe same user/session) w
     HAVING min(outcome) <> max(outcome)
 ),
 regen AS (         -- the first b_max_regen of each outcome in a seeded order (only what the pairs need)
-    SELECT o.interaction_id, o.rid, o.outcome, o.completion_hash, o.prompt_key, o.last_user_key, o.user_id, o.ts,
+    SELECT o.interaction_id, o.rid, o.outcome, o.completion_hash, o.prompt_key, o.in_bench, o.cap_user, o.ts,
         o.is_eval, g.scope, row_number() OVER (
             PARTITION BY g.prompt_key, g.scope, o.outcome
             ORDER BY md5(getvariable('b_seed') || chr(31) || o.interaction_id)) AS r
@@ -53,21 +57,21 @@ regen AS (         -- the first b_max_regen of each outcome in a seeded order (o
 -- SFT: accepted completions and edited texts
 SELECT 'sft' AS kind, origin, interaction_id, rid, NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label,
        false AS a_edit, NULL::BOOLEAN AS b_other, completion_hash AS a_hash, NULL::UBIGINT AS b_hash,
-       NULL::VARCHAR AS pre_drop, ts, user_id, prompt_key, last_user_key, is_eval
+       NULL::VARCHAR AS pre_drop, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
 UNION ALL
-SELECT 'sft', origin, interaction_id, rid, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'sft', origin, interaction_id, rid, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
 -- preference pairs from edits: chosen = edit, rejected = original (trivial edits are no edits)
 UNION ALL
-SELECT 'pref', 'edit', interaction_id, rid, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'pref', 'edit', interaction_id, rid, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
 -- preference pairs from explicit choices
 UNION ALL
 SELECT 'pref', 'choose', a.interaction_id, a.rid, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
     CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts'
          WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END,
-    a.ts, a.user_id, a.prompt_key, a.last_user_key, a.is_eval
+    a.ts, a.cap_user, a.prompt_key, a.in_bench, a.is_eval
 FROM choices ch
 JOIN b_attrs a ON a.interaction_id = ch.c.chosen
 JOIN b_attrs b ON b.interaction_id = ch.c.other
@@ -75,21 +79,23 @@ JOIN b_attrs b ON b.interaction_id = ch.c.other
 UNION ALL
 SELECT 'pref', 'regen', a.interaction_id, a.rid, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
     CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts' END,
-    a.ts, a.user_id, a.prompt_key, a.last_user_key, a.is_eval
+    a.ts, a.cap_user, a.prompt_key, a.in_bench, a.is_eval
 FROM regen a
 JOIN regen b ON a.prompt_key = b.prompt_key AND a.scope = b.scope AND a.r = b.r
 WHERE a.outcome = 'accept' AND b.outcome = 'reject' AND a.r <= getvariable('b_max_regen')
   AND getvariable('b_pref')
 -- KTO: accept -> desirable, reject -> undesirable, edit -> both
 UNION ALL
-SELECT 'kto', origin, interaction_id, rid, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'kto', origin, interaction_id, rid, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, rid, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'kto', 'edit', interaction_id, rid, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, rid, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, user_id, prompt_key, last_user_key, is_eval
+SELECT 'kto', 'edit', interaction_id, rid, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto');
--- b_cand holds what selection needs; drop what only candidates needed
+-- b_cand holds what selection needs; drop what only candidates needed, and keep of b_int
+-- what the manifest, the PII pass and the store's record of members need
 DROP TABLE b_o;
 DROP TABLE b_attrs;
+CREATE OR REPLACE TEMP TABLE b_int AS SELECT interaction_id, user_id, excluded, pii FROM b_int;

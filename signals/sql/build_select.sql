@@ -27,9 +27,9 @@ d AS (
 u AS (             -- the per-user cap's window runs only when a cap is set (build.py drops this block)
     SELECT *,
         -- cap:begin
-        CASE WHEN pre_drop IS NULL AND dup_rank = 1 AND user_id IS NOT NULL
+        CASE WHEN pre_drop IS NULL AND dup_rank = 1 AND cap_user IS NOT NULL
              THEN row_number() OVER (
-                PARTITION BY kind, user_id, pre_drop IS NULL AND dup_rank = 1
+                PARTITION BY kind, cap_user, pre_drop IS NULL AND dup_rank = 1
                 ORDER BY md5(getvariable('b_seed') || chr(31) || interaction_id || chr(31) || origin
                              || chr(31) || coalesce(other_id, '') || chr(31) || coalesce(label::VARCHAR, ''))) END
         -- cap:end
@@ -41,7 +41,7 @@ s AS (
         CASE WHEN pre_drop IS NOT NULL THEN pre_drop
              WHEN dup_rank > 1 THEN 'duplicate'
              WHEN user_rank > getvariable('b_per_user') THEN 'user_cap'
-             WHEN NOT is_eval AND last_user_key IN (SELECT key FROM b_bench) THEN 'benchmark' END AS drop1
+             WHEN NOT is_eval AND in_bench THEN 'benchmark' END AS drop1
     FROM u
 ),
 eval_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND is_eval),
