@@ -12,7 +12,9 @@ outputs of the same prompt, 40% of the interactions with a second event (accept 
 rate); 10% of prompts carry an order number, 1% an email (PII). Each measurement runs in a fresh child process (peak RSS = its
 ru_maxrss). The build is the whole thing: SFT, pairs, KTO, splits, decontamination, PII
 redaction, six Parquet files, manifest, store records; it is also timed with SFT and KTO
-off (the pairs alone, like for like with the floor). Targets (2 cores): within 1.5x of
+off (the pairs alone, like for like with the floor). The floor runs under the builder's
+DuckDB memory limit, with its whitespace normalization (b_norm) and Snappy compression.
+`--repeat N` keeps the fastest of N runs at both sizes. Targets (2 cores): within 1.5x of
 the floor at 1M; 5M build at most 5.5x the 1M build; peak RSS under 2 GiB.
 """
 
