@@ -140,7 +140,7 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot
     bar.update()
 
     # what the manifest and the store record need, before the export drops the tables it came from
-    summary = {"counts": _counts(con), "exclusions": _exclusions(con), "kto_classes": _kto_classes(con)}
+    summary = _summary(con)
     con.execute(_MEMBERS)
     bar.set_description("build: write")
     root.mkdir(parents=True, exist_ok=True)
@@ -629,21 +629,23 @@ def _version(r: dict, files: dict) -> str:
     return f"{r['name']}-{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
 
 
-def _counts(con: duckdb.DuckDBPyConnection) -> dict:
+def _summary(con: duckdb.DuckDBPyConnection) -> dict:
+    """The manifest's counts per kind and split, KTO classes and exclusions, from one pass
+    over the examples (and the interactions' reasons)."""
     counts = {kind: {split: 0 for split in SPLITS} for kind in KINDS}
-    for kind, is_eval, n in con.execute(
-            "SELECT kind, is_eval, count(*) FROM b_ex WHERE dropped IS NULL GROUP BY ALL").fetchall():
-        counts[kind]["eval" if is_eval else "train"] = n
-    return counts
-
-
-def _kto_classes(con: duckdb.DuckDBPyConnection) -> dict:
-    out = {split: {"desirable": 0, "undesirable": 0} for split in SPLITS}
-    for is_eval, label, n in con.execute(
-            "SELECT is_eval, label, count(*) FROM b_ex WHERE dropped IS NULL AND kind = 'kto' "
-            "GROUP BY ALL").fetchall():
-        out["eval" if is_eval else "train"]["desirable" if label else "undesirable"] = n
-    return out
+    kto_classes = {split: {"desirable": 0, "undesirable": 0} for split in SPLITS}
+    dropped: dict[str, int] = {}
+    for kind, is_eval, label, reason, n in con.execute(
+            "SELECT kind, is_eval, label, dropped, count(*) FROM b_ex GROUP BY ALL").fetchall():
+        split = "eval" if is_eval else "train"
+        if reason is not None:
+            dropped[f"{kind}.{reason}"] = dropped.get(f"{kind}.{reason}", 0) + n
+            continue
+        counts[kind][split] += n
+        if kind == "kto":
+            kto_classes[split]["desirable" if label else "undesirable"] += n
+    return {"counts": counts, "kto_classes": kto_classes,
+            "exclusions": dict(sorted({**_exclusions(con), **dropped}.items()))}
 
 
 def kto_weights(classes: dict, kto: dict | None = None) -> dict:
@@ -677,7 +679,7 @@ def kto_weights(classes: dict, kto: dict | None = None) -> dict:
 
 
 def _exclusions(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
-    """Why signal did not become examples: interaction reasons, then `kind.reason`."""
+    """Why interactions did not become examples (`_summary` adds the examples' `kind.reason`)."""
     out: dict[str, int] = {}
     for reason, n in con.execute(
             "SELECT excluded, count(*) FROM b_int WHERE excluded IS NOT NULL GROUP BY ALL").fetchall():
@@ -694,10 +696,7 @@ def _exclusions(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
                           ).fetchone()[0]
     if trivial:
         out["pref.trivial_edit"] = trivial
-    for kind, reason, n in con.execute(
-            "SELECT kind, dropped, count(*) FROM b_ex WHERE dropped IS NOT NULL GROUP BY ALL").fetchall():
-        out[f"{kind}.{reason}"] = n
-    return dict(sorted(out.items()))
+    return out
 
 
 def _watermark(con: duckdb.DuckDBPyConnection) -> dict:
