@@ -180,7 +180,7 @@ def child(what: str, db: str, out: str) -> None:
         con.execute(f"SET memory_limit = '{os.environ.get('BENCH_FLOOR_MEMORY') or MEMORY_LIMIT}'")
         con.execute("SET preserve_insertion_order = false")
         # the builder's whitespace normalization (the b_norm macro), so both normalize alike
-        con.execute(con.extract_statements(_sql("build_interactions"))[0].query)
+        con.execute(_sql("build_macros"))
         path = Path(out) / "floor.parquet"
         con.execute(FLOOR.replace("$out", str(path)))
         keys = con.execute("SELECT interaction_id, origin FROM read_parquet(?) ORDER BY ALL", [str(path)]).fetchall()

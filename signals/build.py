@@ -121,6 +121,7 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot
     if os.environ.get("SIGNALS_BUILD_THREADS"):
         con.execute(f"SET threads = {int(os.environ['SIGNALS_BUILD_THREADS'])}")
     _bind(con, r)
+    con.execute(_sql("build_macros"))
     bar.set_description("build: interactions")
     _run(con, "build_interactions")
     _load_benchmark(con, r["split"]["benchmark_prompts"])
@@ -282,7 +283,8 @@ def _bind_newest_cutoff(con: duckdb.DuckDBPyConnection, eval_fraction: float) ->
                 "ORDER BY ts DESC LIMIT 1 OFFSET ?)", [k - 1])
 
 
-# The normalization of build_interactions.sql's last_user_key, applied to benchmark prompts.
+# The normalization of build_interactions.sql's last_user_key (b_norm: build_macros.sql),
+# applied to benchmark prompts.
 _NORM_KEY = "md5_number_lower(b_norm(lower(p)))"
 
 
@@ -423,7 +425,7 @@ def _export_chunks(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]
         (out / kind).mkdir()
     writers = {(kind, split): _Writer(out / kind / f"{split}.parquet", schemas[kind])
                for kind in KINDS for split in SPLITS}
-    chunk_texts, chunk_rows = (q for q in _sql("build_chunk").split(";\n") if q.strip())
+    chunk_texts, chunk_rows = (st.query for st in con.extract_statements(_sql("build_chunk")))
     pools = {kind: ThreadPoolExecutor(1, thread_name_prefix=f"export-{kind}") for kind in KINDS}
     try:
         in_flight: list = []
@@ -465,13 +467,11 @@ def _jemalloc():
     switching back afterwards is safe."""
     import pyarrow as pa
 
-    try:
-        pool = pa.jemalloc_memory_pool()
-    except (NotImplementedError, AttributeError):
+    if "jemalloc" not in pa.supported_memory_backends():
         yield
         return
     previous = pa.default_memory_pool()
-    pa.set_memory_pool(pool)
+    pa.set_memory_pool(pa.jemalloc_memory_pool())
     try:
         yield
     finally:

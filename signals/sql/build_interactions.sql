@@ -1,15 +1,7 @@
 -- Build step 1: every interaction, parsed once, with the FIRST reason it is excluded
 -- (NULL = kept), its hashed normalized prompt and its split bucket. Parameters are session variables
--- (getvariable('b_*')) set by signals/build.py from the recipe with bound values.
--- b_norm(x): whitespace runs to one space, then trimmed (the one text normalization);
--- the regex runs only on texts that have a run to collapse, and trim (which decodes the
--- whole text) only on texts that start or end with a space (anchored checks are cheap).
-CREATE OR REPLACE TEMP MACRO b_norm(x) AS
-    CASE WHEN contains(x, '  ') OR contains(x, chr(10)) OR contains(x, chr(9)) OR contains(x, chr(13))
-              OR contains(x, chr(12))
-         THEN trim(regexp_replace(x, '\s+', ' ', 'g'))
-         WHEN regexp_matches(x, '^\pZ') OR regexp_matches(x, '\pZ$') THEN trim(x)
-         ELSE x END;
+-- (getvariable('b_*')) set by signals/build.py from the recipe with bound values; b_norm is
+-- build_macros.sql's.
 CREATE OR REPLACE TEMP TABLE b_int AS
 WITH forgotten AS (          -- users whose tombstone (sha256 of user_id) is in the store
     SELECT u.user_id
