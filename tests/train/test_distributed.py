@@ -75,11 +75,19 @@ def test_two_nodes_share_one_frozen_run_dir(run_overrides, tmp_path, tiny_model_
            "MASTER_PORT": str(port)}
     cmd = [sys.executable, "-m", "train", "+exp=sft_lora_tiny", *run_overrides, "launcher=ddp",
            "launcher.nproc_per_node=1", "tracking.report_to=[]"]
-    node1 = subprocess.Popen(cmd, cwd=ROOT, env={**env, "NODE_RANK": "1"},
-                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
-    node0 = subprocess.run(cmd, cwd=ROOT, env={**env, "NODE_RANK": "0"}, capture_output=True,
-                           text=True, timeout=300)
-    out1, _ = node1.communicate(timeout=120)
+    # node 1's output goes to a file, not a pipe nobody reads while node 0 runs: a full pipe
+    # would block node 1, and node 0 with it, in their first collective
+    log1 = tmp_path / "node1.log"
+    with open(log1, "w") as f:
+        node1 = subprocess.Popen(cmd, cwd=ROOT, env={**env, "NODE_RANK": "1"}, stdout=f, stderr=subprocess.STDOUT)
+        try:
+            node0 = subprocess.run(cmd, cwd=ROOT, env={**env, "NODE_RANK": "0"}, capture_output=True,
+                                   text=True, timeout=300)
+        except subprocess.TimeoutExpired:
+            node1.kill()
+            pytest.fail("node 0 timed out; node 1 said:\n" + log1.read_text()[-3000:])
+        node1.wait(timeout=120)
+    out1 = log1.read_text()
     assert node0.returncode == 0, node0.stdout[-2000:] + node0.stderr[-3000:]
     assert node1.returncode == 0, out1[-3000:]
     assert "--machine_rank 1" in out1
