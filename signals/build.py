@@ -49,7 +49,7 @@ from signals import store as store_mod
 from signals.manifest import read_manifest
 from signals.recipe import normalize
 
-BUILDER_VERSION = "signals.build/2"
+BUILDER_VERSION = "signals.build/3"
 KINDS = ("sft", "pref", "kto")
 SPLITS = ("train", "eval")
 STEPS = ("build_interactions", "build_outcomes", "build_examples", "build_select")
@@ -136,13 +136,12 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, bar) -> Snapshot
     con.execute(_USED)
     bar.set_description("build: redact PII")
     con.execute("CREATE OR REPLACE TEMP TABLE b_red (t VARCHAR, r VARCHAR)")
-    con.execute(f"CREATE OR REPLACE TEMP TABLE b_pii (interaction_id VARCHAR, prompt {_MSG}[], completion VARCHAR)")
+    con.execute(f"CREATE OR REPLACE TEMP TABLE b_pii (rid BIGINT, prompt {_MSG}[], completion VARCHAR)")
     redactions = _redact(con) if r["privacy"]["redact_pii"] else {}
     bar.update()
 
-    # what the manifest and the store record need, before the export drops the tables it came from
+    # what the manifest needs, before the export drops the tables it came from
     summary = _summary(con)
-    con.execute(_MEMBERS)
     bar.set_description("build: write")
     root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=".building-", dir=root))
@@ -330,16 +329,13 @@ PII_PREFILTER = (r"@|\p{Nd}\p{Nd}\P{Nd}\p{Nd}\p{Nd}|(?:\p{Nd}[ -]?){12}\p{Nd}"
                  r"|\p{Nd}\.\p{Nd}{1,3}\.\p{Nd}{1,3}\.\p{Nd}|[0-9A-Fa-f]:[0-9A-Fa-f:]"
                  r"|sk-|AKIA|gh[pousr]_|github_pat_|xox[abprs]-|AIza|hf_|eyJ|Bearer ")
 
-# Every interaction whose text is exported (the chosen and the rejected side of pairs).
+# Every interaction whose text is exported (the chosen and the rejected side of pairs): the
+# snapshot's members, recorded with their users in the store (signals forget revokes by them).
 _USED = """
     CREATE OR REPLACE TEMP TABLE b_used AS
-    SELECT DISTINCT interaction_id FROM (
-        SELECT interaction_id FROM b_ex WHERE dropped IS NULL
-        UNION ALL SELECT other_id FROM b_ex WHERE dropped IS NULL AND other_id IS NOT NULL)"""
-# ... and whose user it is, recorded as the snapshot's members (signals forget revokes by them).
-_MEMBERS = """
-    CREATE OR REPLACE TEMP TABLE b_members AS
-    SELECT interaction_id, user_id FROM b_used JOIN b_int USING (interaction_id)"""
+    SELECT DISTINCT rid FROM (
+        SELECT rid FROM b_ex WHERE dropped IS NULL
+        UNION ALL SELECT other_rid FROM b_ex WHERE dropped IS NULL AND other_rid IS NOT NULL)"""
 
 
 def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
@@ -353,12 +349,12 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     from signals import pii
 
     con.execute("CREATE OR REPLACE TEMP TABLE b_pii_used AS "
-                "SELECT interaction_id FROM b_used JOIN b_int USING (interaction_id) WHERE b_int.pii")
+                "SELECT rid FROM b_used JOIN b_int USING (rid) WHERE b_int.pii")
     query = """
         WITH used AS (
             SELECT i.completion,
                    from_json(i.prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]') AS prompt
-            FROM interactions i SEMI JOIN b_pii_used u USING (interaction_id)
+            FROM interactions i SEMI JOIN b_pii_used u ON u.rid = i.rowid
         )
         SELECT DISTINCT t FROM (
             SELECT unnest(list_filter(list_transform(prompt, lambda m: m.content),
@@ -366,7 +362,7 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
             UNION ALL
             SELECT completion FROM used WHERE regexp_matches(completion, $p)
             UNION ALL
-            SELECT o.edited_text FROM b_edits o SEMI JOIN b_used u USING (interaction_id)
+            SELECT o.edited_text FROM b_edits o SEMI JOIN b_used u USING (rid)
             WHERE regexp_matches(o.edited_text, $p))"""
     totals: dict[str, int] = {}
     changed_from, changed_to = [], []
@@ -397,7 +393,7 @@ EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "150000"))
 def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     """Write kind/split.parquet files in a stable row order; their row counts and sha256.
 
-    The rows are ordered by (the interaction's row in the store, origin, other_id, label) in
+    The rows are ordered by (the interaction's row in the store, origin, the other side's row, label) in
     each file: the same store gives the same order, and chunks of consecutive rows
     (build_export.sql) read their texts from a range of the table, not a scan of it. Per
     chunk the texts of its interactions are read and parsed once (build_chunk.sql) and fetched as
@@ -687,9 +683,9 @@ def _exclusions(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
     no_signal = con.execute("""
         SELECT count(*) FROM b_int i
         WHERE i.excluded IS NULL
-          AND NOT EXISTS (SELECT 1 FROM b_out o WHERE o.interaction_id = i.interaction_id AND o.outcome IS NOT NULL)
-          AND NOT EXISTS (SELECT 1 FROM b_ex e WHERE e.interaction_id = i.interaction_id)
-          AND NOT EXISTS (SELECT 1 FROM b_ex e WHERE e.other_id = i.interaction_id)""").fetchone()[0]
+          AND NOT EXISTS (SELECT 1 FROM b_out o WHERE o.rid = i.rid AND o.outcome IS NOT NULL)
+          AND NOT EXISTS (SELECT 1 FROM b_ex e WHERE e.rid = i.rid)
+          AND NOT EXISTS (SELECT 1 FROM b_ex e WHERE e.other_rid = i.rid)""").fetchone()[0]
     if no_signal:
         out["no_decisive_feedback"] = no_signal
     trivial = con.execute("SELECT count(*) FROM b_out WHERE had_trivial_edit AND outcome IS DISTINCT FROM 'edit'"
@@ -733,7 +729,8 @@ def _publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, manifest: di
                         "VALUES (?, ?, ?, ?, ?)",
                         [version, manifest["recipe"]["name"], str(final),
                          json.dumps(snap.manifest, default=str), snap.manifest["created_at"]])
-            con.execute("INSERT INTO snapshot_members SELECT ?, interaction_id, user_id FROM b_members", [version])
+            con.execute("INSERT INTO snapshot_members SELECT ?, i.interaction_id, i.user_id "
+                        "FROM interactions i SEMI JOIN b_used u ON u.rid = i.rowid", [version])
             con.execute("COMMIT")
         except Exception:
             con.execute("ROLLBACK")

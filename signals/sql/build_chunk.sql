@@ -9,8 +9,9 @@ SELECT i.rowid AS rid, i.interaction_id, i.app, i.task, i.user_id,
 FROM (SELECT * FROM b_src WHERE b_in_chunk(rid)) s
 JOIN interactions i ON i.rowid = s.rid
 WHERE b_in_chunk(i.rowid);
-SELECT e.kind, e.rid, e.a_edit, e.label, e.b_other, o.completion AS other_text, e.origin, e.is_eval
+SELECT e.kind::VARCHAR AS kind, e.rid, e.a_edit, e.label, e.b_other, o.completion AS other_text,
+    e.origin::VARCHAR AS origin, e.is_eval
 FROM (SELECT * FROM b_exp WHERE b_in_chunk(rid)) e
 LEFT JOIN (SELECT * FROM b_oth WHERE b_in_chunk(rid)) o
-  ON e.b_other AND o.rid = e.rid AND o.other_id = e.other_id
-ORDER BY e.kind, e.is_eval, e.rid, e.origin, e.other_id, e.label;
+  ON e.b_other AND o.rid = e.rid AND o.other_rid = e.other_rid
+ORDER BY e.kind, e.is_eval, e.rid, e.origin, e.other_rid, e.label;   -- enums: in their values' order

@@ -1,10 +1,10 @@
 -- Build step 3: every candidate example of every kind, before de-duplication, caps and
 -- splits. One row per example: kind (sft | pref | kto), origin (the feedback kind that
--- made it, or regen), the interaction it comes from (for pairs: the chosen one; rid: its row
--- in the store, which orders and chunks the export) and the
--- other one (the rejected side of a choice or regeneration), and where its texts are:
---   text_a = the edit of interaction_id (a_edit) or else its completion;
---   text_b = the completion of other_id (b_other) or else of interaction_id (pairs only);
+-- made it, or regen), the interaction it comes from (rid, its row in the store, which keys
+-- it in the build and orders and chunks the export; for pairs: the chosen one) and the
+-- other one (other_rid: the rejected side of a choice or regeneration), and where its texts are:
+--   text_a = the edit of rid (a_edit) or else its completion;
+--   text_b = the completion of other_rid (b_other) or else of rid (pairs only);
 -- with their hashes for de-duplication and equality. `pre_drop` is why a candidate is
 -- dropped before selection (NULL = a candidate). Each row carries what selection needs of
 -- its interaction (time, user, prompt hashes, split), so build_select joins nothing.
@@ -12,21 +12,18 @@
 -- outcome; tables, not CTEs: each is scanned by several branches below, and a table is
 -- built once (and spills) where a CTE could be re-joined per branch.
 CREATE OR REPLACE TEMP TABLE b_attrs AS
-SELECT interaction_id, rid, completion_hash, prompt_key, ts,
-    -- the user only where a per-user cap needs it, and whether the last user message is a
-    -- benchmark prompt (a flag, not the key): candidate rows stay narrow
-    CASE WHEN getvariable('b_per_user') IS NOT NULL THEN user_id END AS cap_user,
+SELECT rid, interaction_id, completion_hash, prompt_key, ts, cap_user, regen_scope,
+    -- whether the last user message is a benchmark prompt (a flag, not the key): rows stay narrow
     coalesce(last_user_key IN (SELECT key FROM b_bench), false) AS in_bench,
-    -- where regenerations are paired: the whole prompt, or per user or session
-    CASE getvariable('b_regen_within') WHEN 'user' THEN user_id WHEN 'session' THEN session_id ELSE '' END
-        AS regen_scope,
     CASE WHEN getvariable('b_split_method') = 'time' THEN ts >= getvariable('b_cutoff')
          ELSE split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
 FROM b_int WHERE excluded IS NULL;
+-- of b_int, the rest of the build needs only what the manifest and the PII pass read
+CREATE OR REPLACE TEMP TABLE b_int AS SELECT rid, excluded, pii FROM b_int;
 CREATE OR REPLACE TEMP TABLE b_o AS
-SELECT o.interaction_id, o.outcome, o.origin, d.edit_hash, i.* EXCLUDE (interaction_id)
-FROM b_out o JOIN b_attrs i USING (interaction_id)
-LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.interaction_id = o.interaction_id
+SELECT o.rid, o.outcome, o.origin, d.edit_hash, i.* EXCLUDE (rid)
+FROM b_out o JOIN b_attrs i USING (rid)
+LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.rid = o.rid
 WHERE o.outcome IS NOT NULL;
 CREATE OR REPLACE TEMP TABLE b_cand AS
 WITH choices AS (       -- the latest choice per unordered pair of candidates
@@ -44,7 +41,7 @@ regen_groups AS (  -- groups (same normalized prompt, maybe same user/session) w
     HAVING min(outcome) <> max(outcome)
 ),
 regen AS (         -- the first b_max_regen of each outcome in a seeded order (only what the pairs need)
-    SELECT o.interaction_id, o.rid, o.outcome, o.completion_hash, o.prompt_key, o.in_bench, o.cap_user, o.ts,
+    SELECT o.rid, o.interaction_id, o.outcome, o.completion_hash, o.prompt_key, o.in_bench, o.cap_user, o.ts,
         o.is_eval, g.scope, row_number() OVER (
             PARTITION BY g.prompt_key, g.scope, o.outcome
             ORDER BY md5(getvariable('b_seed') || chr(31) || o.interaction_id)) AS r
@@ -53,22 +50,25 @@ regen AS (         -- the first b_max_regen of each outcome in a seeded order (o
      AND g.scope = o.regen_scope
     WHERE o.outcome IN ('accept', 'reject')
     QUALIFY r <= getvariable('b_max_regen')
-)
+),
+cand AS (
 -- SFT: accepted completions and edited texts
-SELECT 'sft' AS kind, origin, interaction_id, rid, NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label,
-       false AS a_edit, NULL::BOOLEAN AS b_other, completion_hash AS a_hash, NULL::UBIGINT AS b_hash,
-       NULL::VARCHAR AS pre_drop, ts, cap_user, prompt_key, in_bench, is_eval
+SELECT 'sft' AS kind, origin::VARCHAR AS origin, rid, interaction_id, NULL::BIGINT AS other_rid,
+       NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label, false AS a_edit, NULL::BOOLEAN AS b_other,
+       completion_hash AS a_hash, NULL::UBIGINT AS b_hash, NULL::VARCHAR AS pre_drop, ts, cap_user, prompt_key,
+       in_bench, is_eval
 FROM b_o o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
 UNION ALL
-SELECT 'sft', origin, interaction_id, rid, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
+SELECT 'sft', origin, rid, interaction_id, NULL, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
 -- preference pairs from edits: chosen = edit, rejected = original (trivial edits are no edits)
 UNION ALL
-SELECT 'pref', 'edit', interaction_id, rid, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, cap_user, prompt_key, in_bench, is_eval
+SELECT 'pref', 'edit', rid, interaction_id, NULL, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
 -- preference pairs from explicit choices
 UNION ALL
-SELECT 'pref', 'choose', a.interaction_id, a.rid, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
+SELECT 'pref', 'choose', a.rid, a.interaction_id, b.rid, b.interaction_id, NULL, false, true,
+    a.completion_hash, b.completion_hash,
     CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts'
          WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END,
     a.ts, a.cap_user, a.prompt_key, a.in_bench, a.is_eval
@@ -77,7 +77,8 @@ JOIN b_attrs a ON a.interaction_id = ch.c.chosen
 JOIN b_attrs b ON b.interaction_id = ch.c.other
 -- preference pairs from regenerations: the r-th accepted vs the r-th rejected of a group
 UNION ALL
-SELECT 'pref', 'regen', a.interaction_id, a.rid, b.interaction_id, NULL, false, true, a.completion_hash, b.completion_hash,
+SELECT 'pref', 'regen', a.rid, a.interaction_id, b.rid, b.interaction_id, NULL, false, true,
+    a.completion_hash, b.completion_hash,
     CASE WHEN a.completion_hash = b.completion_hash THEN 'identical_texts' END,
     a.ts, a.cap_user, a.prompt_key, a.in_bench, a.is_eval
 FROM regen a
@@ -86,16 +87,26 @@ WHERE a.outcome = 'accept' AND b.outcome = 'reject' AND a.r <= getvariable('b_ma
   AND getvariable('b_pref')
 -- KTO: accept -> desirable, reject -> undesirable, edit -> both
 UNION ALL
-SELECT 'kto', origin, interaction_id, rid, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
+SELECT 'kto', origin, rid, interaction_id, NULL, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, rid, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
+SELECT 'kto', 'edit', rid, interaction_id, NULL, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
 FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto')
 UNION ALL
-SELECT 'kto', 'edit', interaction_id, rid, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
-FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto');
--- b_cand holds what selection needs; drop what only candidates needed, and keep of b_int
--- what the manifest, the PII pass and the store's record of members need
+SELECT 'kto', 'edit', rid, interaction_id, NULL, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
+FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto')
+)
+-- narrow rows (7M at 5M events): enums, not strings, and rids, not ids
+SELECT kind::ENUM('kto', 'pref', 'sft') AS kind,
+    origin::ENUM('accept', 'choose', 'edit', 'rate', 'regen', 'reject') AS origin,
+    rid, other_rid, label, a_edit, b_other, a_hash, b_hash,
+    pre_drop::ENUM('choose_prompt_mismatch', 'identical_texts') AS pre_drop, ts, cap_user, prompt_key,
+    in_bench, is_eval,
+    -- the per-user cap's seeded, stable order of examples (only when there is a cap)
+    CASE WHEN cap_user IS NOT NULL THEN md5_number_lower(getvariable('b_seed') || chr(31) || interaction_id
+        || chr(31) || origin || chr(31) || coalesce(other_id, '') || chr(31) || coalesce(label::VARCHAR, ''))
+    END AS cap_order
+FROM cand;
+-- b_cand holds what selection needs; drop what only candidates needed
 DROP TABLE b_o;
 DROP TABLE b_attrs;
-CREATE OR REPLACE TEMP TABLE b_int AS SELECT interaction_id, user_id, excluded, pii FROM b_int;

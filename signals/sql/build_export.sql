@@ -1,31 +1,30 @@
 -- Build step 6: what the export writes, narrow (ids and flags, no texts), and the chunks it
--- is written in. The files' row order is (is_eval, rid, origin, other_id, label), rid being
+-- is written in. The files' row order is (is_eval, rid, origin, other_rid, label), rid being
 -- the interaction's row in the store: chunks are ranges of rid, so each chunk's texts are a
 -- range of `interactions` (read without scanning the rest), joined and sorted on their own
 -- (memory bounded by the chunk, not by the store), and the chunks, written one after the
 -- other, give the files in that order.
 CREATE OR REPLACE TEMP TABLE b_exp AS
-SELECT kind, is_eval, interaction_id, rid, origin, other_id, label, a_edit, b_other
+SELECT kind, is_eval, rid, origin, other_rid, label, a_edit, b_other
 FROM b_ex WHERE dropped IS NULL;
 -- the rejected side of pairs that is another interaction's output (PII redacted)
 CREATE OR REPLACE TEMP TABLE b_oth AS
-SELECT DISTINCT e.rid, e.other_id, coalesce(p.completion, j.completion) AS completion
-FROM b_exp e JOIN interactions j ON j.interaction_id = e.other_id
-LEFT JOIN b_pii p ON p.interaction_id = e.other_id
+SELECT DISTINCT e.rid, e.other_rid, coalesce(p.completion, j.completion) AS completion
+FROM b_exp e JOIN interactions j ON j.rowid = e.other_rid
+LEFT JOIN b_pii p ON p.rid = e.other_rid
 WHERE e.kind = 'pref' AND e.b_other;
 -- every exported interaction, with its edit and its PII-redacted prompt/completion (NULL: as stored)
 CREATE OR REPLACE TEMP TABLE b_src AS
 SELECT u.rid, d.edited_text, p.prompt AS redacted_prompt, p.completion AS redacted_completion
-FROM (SELECT DISTINCT interaction_id, rid FROM b_exp) u
-LEFT JOIN b_edits d USING (interaction_id)
-LEFT JOIN b_pii p USING (interaction_id);
+FROM (SELECT DISTINCT rid FROM b_exp) u
+LEFT JOIN b_edits d USING (rid)
+LEFT JOIN b_pii p USING (rid);
 -- whether a row is in the chunk being written: [b_lo, b_hi), b_hi NULL = no bound
 CREATE OR REPLACE TEMP MACRO b_in_chunk(x) AS
     x >= getvariable('b_lo') AND (getvariable('b_hi') IS NULL OR x < getvariable('b_hi'));
--- the export needs nothing else: the memory is the chunks'
+-- the export needs nothing else (b_used stays: the store records it): the memory is the chunks'
 DROP TABLE b_ex;
 DROP TABLE b_out;
 DROP TABLE b_edits;
 DROP TABLE b_pii;
 DROP TABLE b_int;
-DROP TABLE b_used;

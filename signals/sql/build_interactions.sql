@@ -63,8 +63,9 @@ judged AS (
     FROM measured
 )
 SELECT
-    -- no texts, app or model here (the export reads them from `interactions`): memory stays small
-    interaction_id, rid, ts, user_id, session_id,
+    -- no texts, app, model or users here (the export reads them from `interactions`; rid, the
+    -- interaction's row in the store, is the build's key for it): memory stays small
+    interaction_id, rid, ts,
     hash(completion) AS completion_hash,       -- equality within this build (dedup, identical pairs)
     prompt_key, last_user_key, excluded,
     -- whether a prompt message or the completion may hold PII (the redaction pass reads only these)
@@ -80,5 +81,12 @@ SELECT
         WHEN 'session' THEN coalesce(md5_number_lower(getvariable('b_seed') || chr(31) || session_id),
                                      xor(prompt_key, getvariable('b_seed_hash')))
         ELSE xor(prompt_key, getvariable('b_seed_hash'))
-    END % 1000003 % 1000000 AS split_bucket
+    END % 1000003 % 1000000 AS split_bucket,
+    -- the user, for a per-user cap, and where regenerations are paired (prompt, user or
+    -- session), as hashes: equality is all they are used for (NULL: no cap, no pairing)
+    CASE WHEN getvariable('b_per_user') IS NOT NULL AND user_id IS NOT NULL THEN hash(user_id) END AS cap_user,
+    CASE getvariable('b_regen_within')
+        WHEN 'user' THEN CASE WHEN user_id IS NOT NULL THEN hash(user_id) END
+        WHEN 'session' THEN CASE WHEN session_id IS NOT NULL THEN hash(session_id) END
+        ELSE 0 END::UBIGINT AS regen_scope
 FROM judged;

@@ -24,10 +24,10 @@ FROM (
 );
 CREATE OR REPLACE TEMP TABLE b_out AS
 WITH kept AS (
-    SELECT interaction_id FROM b_int WHERE excluded IS NULL
+    SELECT interaction_id, rid FROM b_int WHERE excluded IS NULL
 ),
-events AS MATERIALIZED (
-    SELECT f.interaction_id, f.ts, f.event_id, f.kind, j.verdict = 'trivial' AS trivial,
+events AS MATERIALIZED (     -- keyed by rid (the interaction's row in the store), as is b_out
+    SELECT k.rid, f.ts, f.event_id, f.kind, j.verdict = 'trivial' AS trivial,
         CASE f.kind
             WHEN 'accept' THEN 'accept'
             WHEN 'reject' THEN 'reject'
@@ -38,37 +38,37 @@ events AS MATERIALIZED (
                                   WHEN 'trivial' THEN CASE WHEN getvariable('b_trivial_edit') = 'accept'
                                                            THEN 'accept' END END
         END AS decision
-    FROM feedback f SEMI JOIN kept k ON k.interaction_id = f.interaction_id
+    FROM feedback f JOIN kept k ON k.interaction_id = f.interaction_id
     LEFT JOIN b_edit_judged j ON f.kind = 'edit' AND j.event_id = f.event_id
     UNION ALL      -- the candidate not chosen
-    SELECT f.other_interaction_id, f.ts, f.event_id, 'choose', false, 'reject'
-    FROM feedback f SEMI JOIN kept k ON k.interaction_id = f.other_interaction_id
+    SELECT k.rid, f.ts, f.event_id, 'choose', false, 'reject'
+    FROM feedback f JOIN kept k ON k.interaction_id = f.other_interaction_id
     WHERE f.kind = 'choose' AND getvariable('b_choose_outcome')
 ),
 -- windows, not max_by over struct keys: those held wide states per interaction and spilled
 latest AS (        -- the latest decisive event: by time, then edit > reject > accept, then event_id
-    SELECT interaction_id, decision, kind FROM events WHERE decision IS NOT NULL
-    QUALIFY row_number() OVER (PARTITION BY interaction_id ORDER BY ts DESC,
+    SELECT rid, decision, kind FROM events WHERE decision IS NOT NULL
+    QUALIFY row_number() OVER (PARTITION BY rid ORDER BY ts DESC,
         CASE decision WHEN 'edit' THEN 3 WHEN 'reject' THEN 2 ELSE 1 END DESC, event_id DESC) = 1
 ),
 last_edit AS (     -- the latest real edit (what an accept after it keeps)
-    SELECT interaction_id, event_id FROM events WHERE decision = 'edit'
-    QUALIFY row_number() OVER (PARTITION BY interaction_id ORDER BY ts DESC, event_id DESC) = 1
+    SELECT rid, event_id FROM events WHERE decision = 'edit'
+    QUALIFY row_number() OVER (PARTITION BY rid ORDER BY ts DESC, event_id DESC) = 1
 ),
-trivial AS (SELECT DISTINCT interaction_id FROM events WHERE trivial)
-SELECT interaction_id, outcome,
-    CASE WHEN outcome = 'edit' THEN 'edit' ELSE kind END AS origin,
+trivial AS (SELECT DISTINCT rid FROM events WHERE trivial)
+SELECT rid, outcome::ENUM('accept', 'edit', 'reject') AS outcome,
+    (CASE WHEN outcome = 'edit' THEN 'edit' ELSE kind END)::ENUM('accept', 'choose', 'edit', 'rate', 'reject') AS origin,
     CASE WHEN outcome = 'edit' THEN last_edit_event END AS last_edit_event,
     had_trivial_edit
 FROM (
-    SELECT interaction_id, l.kind, e.event_id AS last_edit_event, t.interaction_id IS NOT NULL AS had_trivial_edit,
+    SELECT rid, l.kind, e.event_id AS last_edit_event, t.rid IS NOT NULL AS had_trivial_edit,
         CASE WHEN l.decision = 'accept' AND e.event_id IS NOT NULL AND getvariable('b_accept_keeps_edit')
              THEN 'edit' ELSE l.decision END AS outcome
-    FROM latest l FULL JOIN trivial t USING (interaction_id) LEFT JOIN last_edit e USING (interaction_id)
+    FROM latest l FULL JOIN trivial t USING (rid) LEFT JOIN last_edit e USING (rid)
 );                 -- outcome NULL: a trivial edit, nothing decisive (interactions with neither are left out)
 -- the edited texts of edit outcomes (the export joins them; PII redaction updates them)
 CREATE OR REPLACE TEMP TABLE b_edits AS
-SELECT o.interaction_id, f.edited_text, hash(f.edited_text) AS edit_hash
+SELECT o.rid, f.edited_text, hash(f.edited_text) AS edit_hash
 FROM b_out o JOIN feedback f ON f.event_id = o.last_edit_event
 WHERE o.outcome = 'edit';
 -- done with the per-edit verdicts (their memory is the export's)

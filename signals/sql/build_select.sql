@@ -15,14 +15,14 @@ WITH dup_keys AS (  -- de-duplication groups with more than one candidate, found
     GROUP BY k HAVING count(*) > 1
 ),
 dups AS (
-    SELECT rowid AS rid, row_number() OVER (PARTITION BY kind, prompt_key, a_hash, b_hash, label
-                                            ORDER BY ts, interaction_id, other_id) AS dup_rank
+    SELECT rowid AS row, row_number() OVER (PARTITION BY kind, prompt_key, a_hash, b_hash, label
+                                            ORDER BY ts, rid, other_rid) AS dup_rank
     FROM b_cand
     WHERE pre_drop IS NULL AND hash(kind, prompt_key, a_hash, b_hash, label) IN (SELECT k FROM dup_keys)
 ),
 d AS (
     SELECT c.*, coalesce(x.dup_rank, 1) AS dup_rank
-    FROM b_cand c LEFT JOIN dups x ON x.rid = c.rowid
+    FROM b_cand c LEFT JOIN dups x ON x.row = c.rowid
 ),
 u AS (             -- the per-user cap's window runs only when a cap is set (build.py drops this block)
     SELECT *,
@@ -30,15 +30,14 @@ u AS (             -- the per-user cap's window runs only when a cap is set (bui
         CASE WHEN pre_drop IS NULL AND dup_rank = 1 AND cap_user IS NOT NULL
              THEN row_number() OVER (
                 PARTITION BY kind, cap_user, pre_drop IS NULL AND dup_rank = 1
-                ORDER BY md5(getvariable('b_seed') || chr(31) || interaction_id || chr(31) || origin
-                             || chr(31) || coalesce(other_id, '') || chr(31) || coalesce(label::VARCHAR, ''))) END
+                ORDER BY cap_order, rid, origin, other_rid, label) END
         -- cap:end
         AS user_rank
     FROM d
 ),
 s AS (
     SELECT *,
-        CASE WHEN pre_drop IS NOT NULL THEN pre_drop
+        CASE WHEN pre_drop IS NOT NULL THEN pre_drop::VARCHAR
              WHEN dup_rank > 1 THEN 'duplicate'
              WHEN user_rank > getvariable('b_per_user') THEN 'user_cap'
              WHEN NOT is_eval AND in_bench THEN 'benchmark' END AS drop1
@@ -46,7 +45,7 @@ s AS (
 ),
 eval_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND is_eval),
 train_prompts AS (SELECT DISTINCT prompt_key FROM s WHERE drop1 IS NULL AND NOT is_eval)
-SELECT kind, origin, interaction_id, rid, other_id, label, a_edit, b_other, is_eval,
+SELECT kind, origin, rid, other_rid, label, a_edit, b_other, is_eval,
     coalesce(drop1,
         -- decontaminate:begin (build.py drops this block for hash splits: a prompt has one split)
         CASE
@@ -55,6 +54,7 @@ SELECT kind, origin, interaction_id, rid, other_id, label, a_edit, b_other, is_e
         WHEN getvariable('b_decontaminate') = 'drop_eval' AND is_eval
              AND prompt_key IN (SELECT prompt_key FROM train_prompts) THEN 'decontaminated' END
         -- decontaminate:end
-    ) AS dropped
+    )::ENUM('benchmark', 'choose_prompt_mismatch', 'decontaminated', 'duplicate', 'identical_texts', 'user_cap')
+    AS dropped
 FROM s;
 DROP TABLE b_cand;   -- selection is done: its memory is the export's
