@@ -191,8 +191,11 @@ def _sql(name: str) -> str:
 
 def _run(con: duckdb.DuckDBPyConnection, step: str) -> None:
     sql = _sql(step)
+    no_cap = not _variable(con, "getvariable('b_per_user') IS NOT NULL")
+    if step == "build_examples" and no_cap:      # no columns of NULLs in every candidate
+        sql = _without(sql, "cap", "")
     if step == "build_select":
-        if not _variable(con, "getvariable('b_per_user') IS NOT NULL"):   # no window over every example
+        if no_cap:                                  # no window over every example
             sql = _without(sql, "cap", "NULL::BIGINT")
         if _variable(con, "getvariable('b_split_method')") == "hash":
             # the split is a hash of the normalized prompt, so no prompt is in both splits

@@ -8,23 +8,22 @@
 -- with their hashes for de-duplication and equality. `pre_drop` is why a candidate is
 -- dropped before selection (NULL = a candidate). Each row carries what selection needs of
 -- its interaction (time, user, prompt hashes, split), so build_select joins nothing.
--- The attributes of every kept interaction (is_eval: its split), and of those with an
--- outcome; tables, not CTEs: each is scanned by several branches below, and a table is
--- built once (and spills) where a CTE could be re-joined per branch.
-CREATE OR REPLACE TEMP TABLE b_attrs AS
-SELECT rid, interaction_id, completion_hash, prompt_key, ts, cap_user, regen_scope,
+-- Every kept interaction: what the candidates need of it (is_eval: its split) and its
+-- outcome (NULL: none; the chosen side of a choice need not have one). A table, not a CTE:
+-- it is scanned by several branches below, and a table is built once (and spills) where a
+-- CTE could be re-joined per branch.
+CREATE OR REPLACE TEMP TABLE b_o AS
+SELECT i.rid, i.interaction_id, o.outcome, o.origin, d.edit_hash, i.completion_hash, i.prompt_key, i.ts,
+    i.cap_user, i.regen_scope,
     -- whether the last user message is a benchmark prompt (a flag, not the key): rows stay narrow
-    coalesce(last_user_key IN (SELECT key FROM b_bench), false) AS in_bench,
-    CASE WHEN getvariable('b_split_method') = 'time' THEN ts >= getvariable('b_cutoff')
-         ELSE split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
-FROM b_int WHERE excluded IS NULL;
+    coalesce(i.last_user_key IN (SELECT key FROM b_bench), false) AS in_bench,
+    CASE WHEN getvariable('b_split_method') = 'time' THEN i.ts >= getvariable('b_cutoff')
+         ELSE i.split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
+FROM b_int i LEFT JOIN b_out o USING (rid)
+LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.rid = o.rid
+WHERE i.excluded IS NULL;
 -- of b_int, the rest of the build needs only what the manifest and the PII pass read
 CREATE OR REPLACE TEMP TABLE b_int AS SELECT rid, excluded, pii FROM b_int;
-CREATE OR REPLACE TEMP TABLE b_o AS
-SELECT o.rid, o.outcome, o.origin, d.edit_hash, i.* EXCLUDE (rid)
-FROM b_out o JOIN b_attrs i USING (rid)
-LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.rid = o.rid
-WHERE o.outcome IS NOT NULL;
 CREATE OR REPLACE TEMP TABLE b_cand AS
 WITH choices AS (       -- the latest choice per unordered pair of candidates
     SELECT max_by(struct_pack(chosen := interaction_id, other := other_interaction_id), struct_pack(ts, event_id)) AS c
@@ -44,7 +43,7 @@ regen AS (         -- the first b_max_regen of each outcome in a seeded order (o
     SELECT o.rid, o.interaction_id, o.outcome, o.completion_hash, o.prompt_key, o.in_bench, o.cap_user, o.ts,
         o.is_eval, g.scope, row_number() OVER (
             PARTITION BY g.prompt_key, g.scope, o.outcome
-            ORDER BY md5(getvariable('b_seed') || chr(31) || o.interaction_id)) AS r
+            ORDER BY md5_number_lower(getvariable('b_seed') || chr(31) || o.interaction_id), o.rid) AS r
     FROM b_o o JOIN regen_groups g
       ON g.prompt_key = o.prompt_key
      AND g.scope = o.regen_scope
@@ -73,8 +72,8 @@ SELECT 'pref', 'choose', a.rid, a.interaction_id, b.rid, b.interaction_id, NULL,
          WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END,
     a.ts, a.cap_user, a.prompt_key, a.in_bench, a.is_eval
 FROM choices ch
-JOIN b_attrs a ON a.interaction_id = ch.c.chosen
-JOIN b_attrs b ON b.interaction_id = ch.c.other
+JOIN b_o a ON a.interaction_id = ch.c.chosen
+JOIN b_o b ON b.interaction_id = ch.c.other
 -- preference pairs from regenerations: the r-th accepted vs the r-th rejected of a group
 UNION ALL
 SELECT 'pref', 'regen', a.rid, a.interaction_id, b.rid, b.interaction_id, NULL, false, true,
@@ -100,13 +99,12 @@ FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto')
 SELECT kind::ENUM('kto', 'pref', 'sft') AS kind,
     origin::ENUM('accept', 'choose', 'edit', 'rate', 'regen', 'reject') AS origin,
     rid, other_rid, label, a_edit, b_other, a_hash, b_hash,
-    pre_drop::ENUM('choose_prompt_mismatch', 'identical_texts') AS pre_drop, ts, cap_user, prompt_key,
-    in_bench, is_eval,
-    -- the per-user cap's seeded, stable order of examples (only when there is a cap)
-    CASE WHEN cap_user IS NOT NULL THEN md5_number_lower(getvariable('b_seed') || chr(31) || interaction_id
-        || chr(31) || origin || chr(31) || coalesce(other_id, '') || chr(31) || coalesce(label::VARCHAR, ''))
-    END AS cap_order
+    pre_drop::ENUM('choose_prompt_mismatch', 'identical_texts') AS pre_drop, ts, prompt_key, in_bench, is_eval
+    -- cap:begin (build.py drops this block when there is no per-user cap: no columns of NULLs)
+    -- the user and the per-user cap's seeded, stable order of examples
+    , cap_user, md5_number_lower(getvariable('b_seed') || chr(31) || interaction_id || chr(31) || origin
+        || chr(31) || coalesce(other_id, '') || chr(31) || coalesce(label::VARCHAR, '')) AS cap_order
+    -- cap:end
 FROM cand;
 -- b_cand holds what selection needs; drop what only candidates needed
 DROP TABLE b_o;
-DROP TABLE b_attrs;

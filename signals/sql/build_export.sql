@@ -13,12 +13,12 @@ SELECT DISTINCT e.rid, e.other_rid, coalesce(p.completion, j.completion) AS comp
 FROM b_exp e JOIN interactions j ON j.rowid = e.other_rid
 LEFT JOIN b_pii p ON p.rid = e.other_rid
 WHERE e.kind = 'pref' AND e.b_other;
--- every exported interaction, with its edit and its PII-redacted prompt/completion (NULL: as stored)
+-- what of the exported interactions' texts is not as stored: their edits and PII-redacted
+-- prompts/completions (NULL: as stored); a few, so the table is small
 CREATE OR REPLACE TEMP TABLE b_src AS
-SELECT u.rid, d.edited_text, p.prompt AS redacted_prompt, p.completion AS redacted_completion
-FROM (SELECT DISTINCT rid FROM b_exp) u
-LEFT JOIN b_edits d USING (rid)
-LEFT JOIN b_pii p USING (rid);
+SELECT rid, d.edited_text, p.prompt AS redacted_prompt, p.completion AS redacted_completion
+FROM b_edits d FULL JOIN b_pii p USING (rid)
+WHERE rid IN (SELECT rid FROM b_used);
 -- whether a row is in the chunk being written: [b_lo, b_hi), b_hi NULL = no bound
 CREATE OR REPLACE TEMP MACRO b_in_chunk(x) AS
     x >= getvariable('b_lo') AND (getvariable('b_hi') IS NULL OR x < getvariable('b_hi'));

@@ -73,3 +73,5 @@ FROM b_out o JOIN feedback f ON f.event_id = o.last_edit_event
 WHERE o.outcome = 'edit';
 -- done with the per-edit verdicts (their memory is the export's)
 DROP TABLE b_edit_judged;
+-- the rest of the build needs of b_out only the outcome, its origin and the trivial edits
+CREATE OR REPLACE TEMP TABLE b_out AS SELECT rid, outcome, origin, had_trivial_edit FROM b_out;
