@@ -118,7 +118,7 @@ ch AS (
     GROUP BY least(interaction_id, other_interaction_id), greatest(interaction_id, other_interaction_id)
 ),
 rg AS (
-    SELECT *, row_number() OVER (PARTITION BY pk, outcome ORDER BY md5('0' || chr(31) || interaction_id)) AS r
+    SELECT *, row_number() OVER (PARTITION BY pk, outcome ORDER BY md5_number_lower('0' || chr(31) || interaction_id)) AS r
     FROM oc WHERE outcome IN ('accept', 'reject')
       AND pk IN (SELECT pk FROM oc WHERE outcome IN ('accept', 'reject') GROUP BY pk HAVING count(DISTINCT outcome) = 2)
 ),
