@@ -7,7 +7,7 @@ SELECT i.rowid AS rid, i.interaction_id, i.app, i.task, i.user_id,
     coalesce(s.redacted_completion, i.completion) AS completion,
     s.edited_text
 FROM interactions i
-SEMI JOIN (SELECT rid FROM b_used WHERE b_in_chunk(rid)) u ON u.rid = i.rowid
+SEMI JOIN (SELECT rid FROM b_exp WHERE b_in_chunk(rid)) u ON u.rid = i.rowid
 LEFT JOIN (SELECT * FROM b_src WHERE b_in_chunk(rid)) s ON s.rid = i.rowid
 WHERE b_in_chunk(i.rowid);
 SELECT e.kind::VARCHAR AS kind, e.rid, e.a_edit, e.label, e.b_other, o.completion AS other_text,
