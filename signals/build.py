@@ -391,6 +391,7 @@ def _redact(con: duckdb.DuckDBPyConnection) -> dict[str, int]:
 
 # Example rows per export chunk: bounds the memory of a chunk's texts.
 EXPORT_CHUNK = int(os.environ.get("SIGNALS_BUILD_CHUNK", "150000"))
+CHUNK_BLOCK = 64        # chunks start at multiples of this many rows of the store
 
 
 def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
@@ -554,12 +555,15 @@ def _append_message(prompt, content):
 
 
 def _chunks(con: duckdb.DuckDBPyConnection) -> list[tuple[int, int | None]]:
-    """[lo, hi) ranges of rows in the store holding about EXPORT_CHUNK example rows each."""
+    """[lo, hi) ranges of rows in the store holding about EXPORT_CHUNK example rows each.
+
+    Examples are counted per block of CHUNK_BLOCK rows (a chunk starts at a block): far
+    fewer groups to sort than one per row."""
     starts = [lo for (lo,) in con.execute("""
-        SELECT min(rid) FROM (
-            SELECT rid, sum(n) OVER (ORDER BY rid) - n AS before
-            FROM (SELECT rid, count(*) AS n FROM b_exp GROUP BY rid))
-        GROUP BY before // ? ORDER BY 1""", [EXPORT_CHUNK]).fetchall()]
+        SELECT min(block) FROM (
+            SELECT block, sum(n) OVER (ORDER BY block) - n AS before
+            FROM (SELECT rid // $w * $w AS block, count(*) AS n FROM b_exp GROUP BY block))
+        GROUP BY before // $n ORDER BY 1""", {"w": CHUNK_BLOCK, "n": EXPORT_CHUNK}).fetchall()]
     return [(0 if k == 0 else lo, starts[k + 1] if k + 1 < len(starts) else None)
             for k, lo in enumerate(starts or [0])]
 

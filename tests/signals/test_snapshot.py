@@ -107,7 +107,16 @@ def test_bytes_do_not_depend_on_how_the_export_is_chunked(store_path, tmp_path, 
     monkeypatch.setattr(build_mod, "ROW_GROUP", 7)        # several row groups, cut across chunks
     whole = build_snapshot(RECIPE, store_path, tmp_path / "whole")
     monkeypatch.setattr(build_mod, "EXPORT_CHUNK", 5)      # a chunk every few interactions
+    monkeypatch.setattr(build_mod, "CHUNK_BLOCK", 1)
+    chunks = []
+
+    def recorded(con, real=build_mod._chunks):
+        chunks.extend(real(con))
+        return chunks
+
+    monkeypatch.setattr(build_mod, "_chunks", recorded)
     chunked = build_snapshot(RECIPE, store_path, tmp_path / "chunked")
+    assert len(chunks) > 3
     assert chunked.version == whole.version
     assert pq.ParquetFile(chunked.file("kto", "train")).metadata.num_row_groups > 2
 
