@@ -3,28 +3,29 @@
 -- the interaction's row in the store: chunks are ranges of rid, so each chunk's texts are a
 -- range of `interactions` (read without scanning the rest), joined and sorted on their own
 -- (memory bounded by the chunk, not by the store), and the chunks, written one after the
--- other, give the files in that order.
+-- other, give the files in that order. Each table the export does not read is dropped as
+-- soon as it has been used, so the export's tables are built without spilling them (the
+-- chunks would read them back from disk); b_used stays: the store records it.
+DROP TABLE b_int;
+DROP TABLE b_out;
 CREATE OR REPLACE TEMP TABLE b_exp AS
 SELECT kind, is_eval, rid, origin, other_rid, label, a_edit, b_other
 FROM b_ex WHERE dropped IS NULL;
--- the rejected side of pairs that is another interaction's output (PII redacted)
-CREATE OR REPLACE TEMP TABLE b_oth AS
-SELECT DISTINCT e.rid, e.other_rid, coalesce(p.completion, j.completion) AS completion
-FROM b_exp e JOIN interactions j ON j.rowid = e.other_rid
-LEFT JOIN b_pii p ON p.rid = e.other_rid
-WHERE e.kind = 'pref' AND e.b_other;
+DROP TABLE b_ex;
 -- what of the exported interactions' texts is not as stored: their edits and PII-redacted
 -- prompts/completions (NULL: as stored); a few, so the table is small
 CREATE OR REPLACE TEMP TABLE b_src AS
 SELECT rid, d.edited_text, p.prompt AS redacted_prompt, p.completion AS redacted_completion
 FROM b_edits d FULL JOIN b_pii p USING (rid)
 WHERE rid IN (SELECT rid FROM b_used);
+DROP TABLE b_edits;
+-- the rejected side of pairs that is another interaction's output (PII redacted)
+CREATE OR REPLACE TEMP TABLE b_oth AS
+SELECT DISTINCT e.rid, e.other_rid, coalesce(p.completion, j.completion) AS completion
+FROM b_exp e JOIN interactions j ON j.rowid = e.other_rid
+LEFT JOIN b_pii p ON p.rid = e.other_rid
+WHERE e.kind = 'pref' AND e.b_other;
+DROP TABLE b_pii;
 -- whether a row is in the chunk being written: [b_lo, b_hi), b_hi NULL = no bound
 CREATE OR REPLACE TEMP MACRO b_in_chunk(x) AS
     x >= getvariable('b_lo') AND (getvariable('b_hi') IS NULL OR x < getvariable('b_hi'));
--- the export needs nothing else (b_used stays: the store records it): the memory is the chunks'
-DROP TABLE b_ex;
-DROP TABLE b_out;
-DROP TABLE b_edits;
-DROP TABLE b_pii;
-DROP TABLE b_int;
