@@ -191,7 +191,9 @@ def test_regenerations_pair_accepted_with_rejected_outputs_of_the_same_prompt(st
     assert {r["interaction_id"] for r in pairs} < set(acc)
     assert {text(r["rejected"]) for r in pairs} == {"bad haiku 0", "bad haiku 1"}
     assert len(rows(build(store, tmp_path, pref={"max_regen_pairs": 1}), "pref")) == 1
-    assert rows(build(store, tmp_path, pref={"regen_within": "user"}), "pref") != []   # u0/u1 have both
+    by_user = rows(build(store, tmp_path, pref={"regen_within": "user"}), "pref")   # u0/u1 have both
+    assert {(text(r["chosen"]), text(r["rejected"])) for r in by_user} == {
+        ("good haiku 0", "bad haiku 0"), ("good haiku 1", "bad haiku 1")}
     assert rows(build(store, tmp_path, pref={"regen_within": "session"}), "pref") != []
     assert rows(build(store, tmp_path, pref={"from_regen": False}), "pref") == []
     assert rej
