@@ -191,15 +191,12 @@ def _sql(name: str) -> str:
 
 def _run(con: duckdb.DuckDBPyConnection, step: str) -> None:
     sql = _sql(step)
-    no_cap = not _variable(con, "getvariable('b_per_user') IS NOT NULL")
-    if step == "build_examples" and no_cap:      # no columns of NULLs in every candidate
-        sql = _without(sql, "cap", "")
-    if step == "build_select":
-        if no_cap:                                  # no window over every example
-            sql = _without(sql, "cap", "NULL::BIGINT")
-        if _variable(con, "getvariable('b_split_method')") == "hash":
-            # the split is a hash of the normalized prompt, so no prompt is in both splits
-            sql = _without(sql, "decontaminate", "NULL::VARCHAR")
+    if step in ("build_examples", "build_select") and not _variable(con, "getvariable('b_per_user') IS NOT NULL"):
+        # no per-user cap: no columns of NULLs in every candidate, no window over every example
+        sql = _without(sql, "cap", "" if step == "build_examples" else "NULL::BIGINT")
+    if step == "build_select" and _variable(con, "getvariable('b_split_method')") == "hash":
+        # the split is a hash of the normalized prompt, so no prompt is in both splits
+        sql = _without(sql, "decontaminate", "NULL::VARCHAR")
     con.execute(sql)
 
 
@@ -397,11 +394,11 @@ CHUNK_BLOCK = 64        # chunks start at multiples of this many rows of the sto
 def _export(con: duckdb.DuckDBPyConnection, out: Path) -> dict[str, dict]:
     """Write kind/split.parquet files in a stable row order; their row counts and sha256.
 
-    The rows are ordered by (the interaction's row in the store, origin, the other side's row, label) in
-    each file: the same store gives the same order, and chunks of consecutive rows
-    (build_export.sql) read their texts from a range of the table, not a scan of it. Per
-    chunk the texts of its interactions are read and parsed once (build_chunk.sql) and fetched as
-    Arrow; each kind's rows come from DuckDB narrow (ids, flags, sorted) and take their
+    The rows are ordered by (the interaction's row in the store, origin, the other side's
+    row, label) in each file: the same store gives the same order, and chunks of consecutive
+    rows (build_export.sql) read their texts from a range of the table, not a scan of it.
+    Per chunk the texts of its interactions are read and parsed once (build_chunk.sql) and
+    fetched as Arrow; each kind's rows come from DuckDB narrow (rows, flags, sorted) and take their
     texts from that chunk in Arrow (no wide rows sorted or converted per example). Row
     groups have ROW_GROUP rows whatever the chunks, so the bytes depend only on the rows.
 

@@ -1,4 +1,4 @@
--- Build step 6: what the export writes, narrow (ids and flags, no texts), and the chunks it
+-- Build step 6: what the export writes, narrow (rows of the store and flags, no texts), and the chunks it
 -- is written in. The files' row order is (is_eval, rid, origin, other_rid, label), rid being
 -- the interaction's row in the store: chunks are ranges of rid, so each chunk's texts are a
 -- range of `interactions` (read without scanning the rest), joined and sorted on their own

@@ -1,6 +1,6 @@
 -- Build step 5: where PII was found, b_red(t -> r) maps each text to its redaction. Edits
 -- are replaced in b_edits; b_pii holds the redacted prompt and/or completion of each exported
--- interaction that has PII (NULL: that part is unchanged), which the export joins by id.
+-- interaction that has PII (NULL: that part is unchanged), which the export joins by rid.
 UPDATE b_edits SET edited_text = b_red.r FROM b_red
 WHERE b_edits.edited_text = b_red.t AND b_edits.rid IN (SELECT rid FROM b_used);
 CREATE OR REPLACE TEMP TABLE b_pii AS
