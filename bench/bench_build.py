@@ -147,12 +147,12 @@ QUALIFY row_number() OVER (PARTITION BY p.pk, p.chosen, p.rejected
 
 def generate(db: Path, events: int) -> dict:
     """A synthetic store with `events` feedback events (1.5 per interaction)."""
-    from signals.store import connect
+    from signals.store import open_store
 
     interactions = round(events / 1.4)
     # second events go to even interactions (not the choosers) up to the count that makes `events`
     second = min(interactions, round((events - interactions) / 0.4))
-    con = connect(db)
+    con = open_store(db)
     con.execute("SET memory_limit = '4GB'")
     sql = (GENERATE.replace("$words", "[" + ", ".join(f"'{w}'" for w in WORDS) + "]")
            .replace("$nwords", str(len(WORDS))).replace("$users", str(max(interactions // 60, 10)))

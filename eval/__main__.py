@@ -81,13 +81,13 @@ def format_result(result: dict) -> str:
 def cmd_registry(argv: list[str]) -> int:
     """List registered runs: latest decision, aliases, tainted (revoked snapshot)."""
     from eval.registry import alias_history, list_runs
-    from signals.store import connect
+    from signals.store import open_store
 
     p = argparse.ArgumentParser(prog="python -m eval registry", description=cmd_registry.__doc__)
     p.add_argument("--json", action="store_true", help="print JSON (runs and alias history)")
     p.add_argument("--store", default=_default_store())
     a = p.parse_args(argv)
-    con = connect(a.store)
+    con = open_store(a.store)
     try:
         runs, history = list_runs(con), alias_history(con)
     finally:
@@ -113,7 +113,7 @@ def cmd_registry(argv: list[str]) -> int:
 def cmd_promote(argv: list[str]) -> int:
     """Point `production` at RUN (run id or run dir); needs a promote decision unless --force."""
     from eval.registry import promote
-    from signals.store import connect
+    from signals.store import open_store
 
     p = argparse.ArgumentParser(prog="python -m eval promote", description=cmd_promote.__doc__)
     p.add_argument("run", help="run id or run directory")
@@ -123,7 +123,7 @@ def cmd_promote(argv: list[str]) -> int:
     p.add_argument("--store", default=_default_store())
     p.add_argument("--pointer-dir", default="runs", help="where {alias}.json is written")
     a = p.parse_args(argv)
-    con = connect(a.store)
+    con = open_store(a.store)
     try:
         run_id = promote(con, a.run, alias=a.alias, pointer_dir=a.pointer_dir, force=a.force, reason=a.reason)
     finally:
@@ -135,7 +135,7 @@ def cmd_promote(argv: list[str]) -> int:
 def cmd_rollback(argv: list[str]) -> int:
     """Move `production` back to the run it pointed to before the current one."""
     from eval.registry import rollback
-    from signals.store import connect
+    from signals.store import open_store
 
     p = argparse.ArgumentParser(prog="python -m eval rollback", description=cmd_rollback.__doc__)
     p.add_argument("--alias", default="production")
@@ -143,7 +143,7 @@ def cmd_rollback(argv: list[str]) -> int:
     p.add_argument("--store", default=_default_store())
     p.add_argument("--pointer-dir", default="runs")
     a = p.parse_args(argv)
-    con = connect(a.store)
+    con = open_store(a.store)
     try:
         target = rollback(con, alias=a.alias, pointer_dir=a.pointer_dir, reason=a.reason)
     finally:

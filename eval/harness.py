@@ -58,9 +58,9 @@ def _plain(node) -> dict:
 
 @contextmanager
 def _store(path):
-    from signals.store import connect
+    from signals.store import open_store
 
-    con = connect(path)
+    con = open_store(path)
     try:
         yield con
     finally:

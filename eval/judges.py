@@ -232,9 +232,9 @@ class OpenAIJudge:
         self.timeout, self.max_retries, self.backoff = float(timeout_s), int(max_retries), float(backoff_s)
         self.con = None
         if cache and store:
-            from signals.store import connect
+            from signals.store import open_store
 
-            self.con = connect(store)
+            self.con = open_store(store)
         self.requests = 0     # HTTP requests made (cache hits make none)
 
     def _key(self, prompt_text: str, a: str, b: str) -> str:

@@ -130,9 +130,9 @@ def _frozen_snapshot(run_dir: Path) -> str | None:
 
 def new_interactions(cfg, version: str, since: str | None) -> int:
     """Interactions in snapshot `version` that the snapshot `since` did not hold."""
-    from signals.store import connect
+    from signals.store import open_store
 
-    con = connect(str(cfg.store))
+    con = open_store(str(cfg.store))
     try:
         if since is None:
             return con.execute("SELECT count(DISTINCT interaction_id) FROM snapshot_members WHERE version = ?",

@@ -30,7 +30,7 @@ def _db(p: argparse.ArgumentParser, wait: float = 10.0) -> None:
 
 
 def _store(args, read_only: bool = False):
-    from signals.locking import open_store
+    from signals.store import open_store
     from signals.store import default_db
 
     return open_store(args.db or default_db(), read_only=read_only, wait=args.wait)
@@ -256,7 +256,7 @@ def main(argv=None) -> int:
         add_args(p)
     args = parser.parse_args(argv)
     fn = COMMANDS[args.command][0]
-    from signals.locking import StoreLocked
+    from signals.store import StoreLocked
 
     try:
         return fn(args) or 0

@@ -105,7 +105,7 @@ def build_snapshot(recipe: dict, store: str | os.PathLike | duckdb.DuckDBPyConne
     if not isinstance(store, duckdb.DuckDBPyConnection) and not Path(store).exists():
         raise FileNotFoundError(f"signal store {store} does not exist: ingest first "
                                 "(python -m signals ingest PATH), or pass store=/--db")
-    con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.connect(store)
+    con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.open_store(store)
     try:
         return _build(con, r, Path(root), _progress(progress))
     finally:
@@ -766,7 +766,7 @@ def load_snapshot(root: str | os.PathLike, version: str) -> Snapshot:
 
 def is_revoked(store: str | os.PathLike | duckdb.DuckDBPyConnection, version: str) -> bool:
     """Whether the store marks `version` revoked (an unknown version is not revoked)."""
-    con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.connect(store, read_only=True)
+    con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.open_store(store, read_only=True)
     try:
         if not _has_snapshots_table(con):
             return False
@@ -816,7 +816,7 @@ def revoke_snapshots(con: duckdb.DuckDBPyConnection, versions: list[str], reason
 
 def list_snapshots(store: str | os.PathLike | duckdb.DuckDBPyConnection) -> list[dict]:
     """Every snapshot the store knows, newest first, with its counts and revocation."""
-    con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.connect(store, read_only=True)
+    con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.open_store(store, read_only=True)
     try:
         if not _has_snapshots_table(con):
             return []

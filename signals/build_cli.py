@@ -47,7 +47,7 @@ def build(args) -> int:
     """Build a dataset snapshot from the store: `build data=RECIPE [Hydra overrides]`.
     Prints the counts per kind and split, what was excluded and why, and the version."""
     from signals.build import build_snapshot
-    from signals.locking import open_store
+    from signals.store import open_store
 
     recipe, store, root = compose_recipe(args.overrides)
     store = args.db or store

@@ -24,7 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
-from signals.locking import open_store
+from signals.store import open_store
 from signals.store import default_db
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
@@ -335,7 +335,7 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
     Returns {"files": [...per-file counts...], "records", "interactions", "feedback",
     "duplicates", "forgotten", "pending", "quarantined", "quarantine": {reason: n},
     "skipped_files"}. Raises IngestError for a path that does not exist and
-    signals.locking.StoreLocked when another writer holds the store past `wait` seconds.
+    signals.store.StoreLocked when another writer holds the store past `wait` seconds.
     """
     from signals import sources
 

@@ -85,13 +85,13 @@ class SiteData:
 
 def load(db: str | Path) -> SiteData:
     """Read the store at `db` read-only. A missing file gives an empty SiteData."""
-    from signals.store import connect
+    from signals.store import open_store
 
     db = str(db)
     if not Path(db).exists():
         return SiteData(db=db, store_found=False)
     try:
-        con = connect(db, read_only=True)
+        con = open_store(db, read_only=True)
     except duckdb.IOException as e:
         raise RuntimeError(f"cannot open the signal store {db} read-only: {e} "
                            "(another process holds it read-write; retry when it finishes)") from e

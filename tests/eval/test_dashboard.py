@@ -150,10 +150,10 @@ def make_store(db: Path, work: Path, seed: int = 0) -> Path:
     (promote, reject, promote, inconclusive, failed; decided by the real gate) and a
     promote / rollback / re-promote history."""
     from eval.gate import decide
-    from signals.store import connect
+    from signals.store import open_store
 
     rng = random.Random(seed)
-    con = connect(db)
+    con = open_store(db)
     _signal(con, rng)
     snaps = {"snap-a1": "user u7 asked to be forgotten", "snap-b2": None, "snap-c3": None}
     pairs = {}
@@ -397,12 +397,12 @@ def test_failed_eval_page_says_so(visits):
 @pytest.mark.parametrize("kind", ["empty", "missing"])
 def test_empty_or_missing_store_gives_a_page(kind, tmp_path, browser):
     from eval.dashboard.build import main
-    from signals.store import connect
+    from signals.store import open_store
 
     db = tmp_path / "signal.duckdb"
     out = tmp_path / "site"
     if kind == "empty":
-        connect(db).close()
+        open_store(db).close()
         assert main(["--out", str(out), "--db", str(db)]) == 0
     else:  # through the real CLI entry point
         r = subprocess.run([sys.executable, "-m", "eval", "dashboard", "--out", str(out), "--db", str(db)],
@@ -421,13 +421,13 @@ def test_empty_or_missing_store_gives_a_page(kind, tmp_path, browser):
 
 def test_rebuild_drops_pages_of_vanished_evals(site, tmp_path):
     from eval.dashboard.build import build_site
-    from signals.store import connect
+    from signals.store import open_store
 
     db = tmp_path / "signal.duckdb"
     shutil.copyfile(site[0].parent / "signal.duckdb", db)
     out = tmp_path / "site"
     build_site(db, out)
-    con = connect(db)
+    con = open_store(db)
     con.execute("DELETE FROM decisions WHERE eval_id = 'kto_lora_tiny-004-eval'")
     con.close()
     pages = build_site(db, out)

@@ -162,9 +162,9 @@ def test_cli_default_command_composes_and_evaluates(tmp_path, good_run, capsys):
 
 
 def test_run_on_a_snapshot_revoked_in_the_store_is_not_evaluated(tmp_path, good_run, snapshot):
-    from signals.store import connect
+    from signals.store import open_store
 
-    con = connect(tmp_path / "signal.duckdb")
+    con = open_store(tmp_path / "signal.duckdb")
     con.execute("INSERT INTO snapshots (version, recipe_name, path, manifest, created_at, revoked_at, "
                 "revoked_reason) VALUES (?, 'test', ?, '{}', now(), now(), 'signals forget u1')",
                 [snapshot.name, str(snapshot)])

@@ -24,7 +24,7 @@ from eval.registry import (
     tainted,
 )
 from eval.runs import Run
-from signals.store import connect
+from signals.store import open_store
 from tests.conftest import ROOT
 
 
@@ -47,7 +47,7 @@ def _decide(con, run, decision, eval_id=None):
 
 @pytest.fixture
 def store(tmp_path):
-    con = connect(tmp_path / "s.duckdb")
+    con = open_store(tmp_path / "s.duckdb")
     runs = {}
     for rid, dec in (("r1", "promote"), ("r2", "promote"), ("r3", "reject")):
         runs[rid] = _run(tmp_path, rid)

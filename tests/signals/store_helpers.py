@@ -15,7 +15,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from signals.store import connect
+from signals.store import open_store
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -23,7 +23,7 @@ T0 = datetime(2026, 1, 1, tzinfo=UTC)
 class TinyStore:
     def __init__(self, path: Path | str):
         self.path = str(path)
-        self.con = connect(self.path)
+        self.con = open_store(self.path)
         self.n_int = self.con.execute("SELECT count(*) FROM interactions").fetchone()[0]
         self.n_ev = self.con.execute("SELECT count(*) FROM feedback").fetchone()[0]
         last = self.con.execute("SELECT max(ts) FROM (SELECT ts FROM interactions UNION ALL "

@@ -35,7 +35,7 @@ def build(store: TinyStore, tmp_path, **recipe):
         else:
             r[section] = values
     snap = build_snapshot(r, store.path, tmp_path / "snaps")
-    store.con = __import__("signals.store", fromlist=["connect"]).connect(store.path)
+    store.con = __import__("signals.store", fromlist=["open_store"]).open_store(store.path)
     return snap
 
 

@@ -7,7 +7,7 @@ from datetime import UTC, datetime
 import duckdb
 
 from signals.ingest import ingest_paths
-from signals.locking import open_store
+from signals.store import open_store
 from signals.privacy import forget, retain
 from tests.signals.conftest import event, interaction, write_jsonl
 

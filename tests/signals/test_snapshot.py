@@ -19,7 +19,7 @@ from signals.build import (
     load_snapshot,
     revoke_snapshots,
 )
-from signals.store import connect
+from signals.store import open_store
 from tests.conftest import ROOT
 from tests.signals.store_helpers import TinyStore
 
@@ -125,7 +125,7 @@ def test_a_bad_memory_limit_is_named(store_path, tmp_path, monkeypatch):
     monkeypatch.setattr(build_mod, "MEMORY_LIMIT", "1GB'; DROP TABLE interactions; --")
     with pytest.raises(ValueError, match="SIGNALS_BUILD_MEMORY"):
         build_snapshot(RECIPE, store_path, tmp_path / "s")
-    assert connect(store_path).execute("SELECT count(*) FROM interactions").fetchone()[0] > 0
+    assert open_store(store_path).execute("SELECT count(*) FROM interactions").fetchone()[0] > 0
 
 
 def test_a_failed_build_leaves_nothing_behind(store_path, tmp_path, monkeypatch):
@@ -141,7 +141,7 @@ def test_a_failed_build_leaves_nothing_behind(store_path, tmp_path, monkeypatch)
 
 def test_members_list_every_interaction_in_the_snapshot(store_path, tmp_path):
     snap = build_snapshot(RECIPE, store_path, tmp_path / "snaps")
-    con = connect(store_path, read_only=True)
+    con = open_store(store_path, read_only=True)
     members = dict(con.execute("SELECT interaction_id, user_id FROM snapshot_members WHERE version = ?",
                                [snap.version]).fetchall())
     con.close()
@@ -160,7 +160,7 @@ def test_forget_revokes_every_snapshot_that_held_the_user(store_path, tmp_path):
     root = tmp_path / "snaps"
     with_bob = build_snapshot(RECIPE, store_path, root)
     only_alice = build_snapshot({**RECIPE, "name": "alice", "filters": {"users": ["alice"]}}, store_path, root)
-    con = connect(store_path)
+    con = open_store(store_path)
     report = forget(con, ["bob"])
     con.close()
     assert report["snapshots"] == [with_bob.version] and report["revoked"]
@@ -182,7 +182,7 @@ def test_forget_revokes_every_snapshot_that_held_the_user(store_path, tmp_path):
 
 def test_revoke_without_purge_keeps_files_but_refuses_to_load(store_path, tmp_path):
     snap = build_snapshot(RECIPE, store_path, tmp_path / "snaps")
-    con = connect(store_path)
+    con = open_store(store_path)
     assert revoke_snapshots(con, [snap.version, "unknown-v"], "bad labels", purge=False) == [snap.version]
     assert revoke_snapshots(con, [snap.version], "again") == []       # already revoked
     con.close()
