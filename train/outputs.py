@@ -16,7 +16,8 @@ from pathlib import Path
 
 from omegaconf import DictConfig
 
-from train.config import ROOT, method_nodes, peft_node
+from train.card import write_card
+from train.config import ROOT, peft_node
 from train.methods import METHODS
 from train.rundir import MANIFEST, write_json
 from train.runner import final_dir, stage_dirs
@@ -67,31 +68,6 @@ def save_merged(cfg: DictConfig) -> Path:
     return out
 
 
-def model_card(cfg: DictConfig, manifest: dict) -> str:
-    methods = " then ".join(str(n.name) for n in method_nodes(cfg))
-    peft = "LoRA adapter" if peft_node(cfg) is not None else "full fine-tune"
-    m = manifest.get("metrics", {})
-    rows = "\n".join(f"| {k} | {v:.4g} |" if isinstance(v, float) else f"| {k} | {v} |"
-                     for k, v in sorted(m.items()) if not isinstance(v, dict | list))
-    return f"""---
-base_model: {manifest['base_model']}
-library_name: {"peft" if peft_node(cfg) is not None else "transformers"}
-tags: [trl, {", ".join(str(n.name) for n in method_nodes(cfg))}, signal-posttrain]
----
-
-# {cfg.exp_name} / {cfg.run_id}
-
-{methods} ({peft}) of `{manifest['base_model']}` with TRL on snapshot
-`{manifest['snapshot_version']}`, by `python -m train` (signal-posttrain,
-commit {manifest['git']['commit']}{' + local changes' if manifest['git']['dirty'] else ''}).
-The resolved configuration is `config.yaml` in the run directory.
-
-| metric | value |
-|---|---|
-{rows}
-"""
-
-
 def write_manifest(cfg: DictConfig, started: float) -> dict:
     """Merge (if asked), write model cards and manifest.json; return the manifest."""
     run_dir = Path(cfg.run_dir)
@@ -127,10 +103,6 @@ def write_manifest(cfg: DictConfig, started: float) -> dict:
         "config": "config.yaml", "tensorboard": "tensorboard",
         "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
     }
-    card = model_card(cfg, manifest)
-    for folder in ("adapter", "model"):
-        if (run_dir / folder).is_dir():
-            (run_dir / folder / "README.md").write_text(card)
-    (run_dir / "README.md").write_text(card)
+    write_card(run_dir, manifest)
     write_json(run_dir / MANIFEST, manifest)
     return manifest
