@@ -230,11 +230,7 @@ class OpenAIJudge:
         self.template = template or DEFAULT_TEMPLATE
         self.temperature, self.max_tokens = float(temperature), int(max_tokens)
         self.timeout, self.max_retries, self.backoff = float(timeout_s), int(max_retries), float(backoff_s)
-        self.con = None
-        if cache and store:
-            from signals.store import open_store
-
-            self.con = open_store(store)
+        self.store = str(store) if cache and store else None   # opened per lookup, never held
         self.requests = 0     # HTTP requests made (cache hits make none)
 
     def _key(self, prompt_text: str, a: str, b: str) -> str:
@@ -267,19 +263,30 @@ class OpenAIJudge:
 
     def verdict(self, prompt_text: str, a: str, b: str) -> tuple[str, str]:
         key = self._key(prompt_text, a, b)
-        if self.con is not None:
-            hit = self.con.execute("SELECT verdict, raw FROM judgments WHERE key = ?", [key]).fetchone()
-            if hit:
-                return hit[0], hit[1]
+        hit = self._cached(key)
+        if hit:
+            return hit[0], hit[1]
         content = self.template.format(prompt=prompt_text, answer_a=a, answer_b=b)
         raw = self._post({"model": self.model, "temperature": self.temperature,
                           "max_tokens": self.max_tokens,
                           "messages": [{"role": "user", "content": content}]})
         v = parse_verdict(raw)
-        if self.con is not None:
-            self.con.execute("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?)",
-                             [key, self.model, self.base_url, v, raw, datetime.now(UTC)])
+        if self.store is not None:
+            from signals.store import store
+
+            with store(self.store) as con:        # a short write: ingest and the dashboard are not locked out
+                con.execute("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?)",
+                            [key, self.model, self.base_url, v, raw, datetime.now(UTC)])
         return v, raw
+
+    def _cached(self, key: str):
+        """(verdict, raw) from the store's judgments cache, read-only, or None."""
+        if self.store is None or not Path(self.store).is_file():
+            return None
+        from signals.store import store
+
+        with store(self.store, read_only=True) as con:
+            return con.execute("SELECT verdict, raw FROM judgments WHERE key = ?", [key]).fetchone()
 
     def compare(self, rows, cand_answers, base_answers) -> list[dict]:
         from tqdm.auto import tqdm
@@ -297,9 +304,7 @@ class OpenAIJudge:
         return out
 
     def close(self):
-        if self.con is not None:
-            self.con.close()
-            self.con = None
+        pass
 
 
 def parse_verdict(text: str) -> str:

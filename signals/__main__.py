@@ -1,96 +1,88 @@
-"""The signal store CLI: `python -m signals COMMAND --help`.
+"""`python -m signals VERB [options]`: the signal store, its datasets and its privacy requests.
 
-    python -m signals ingest logs/ --db data/signal.duckdb      # files, folders, globs
-    python -m signals ingest hh.jsonl.gz --source hh-rlhf       # a mapping from conf/source/
+    python -m signals ingest logs/ --store data/signal.duckdb      # files, folders, globs
+    python -m signals ingest hh.jsonl.gz --source hh-rlhf          # a mapping from conf/source/
     python -m signals stats --json
-    python -m signals quarantine --reason malformed_json --limit 20
-    python -m signals optout alice ; python -m signals forget bob ; python -m signals retain --days 365
+    python -m signals build data=demo split.method=user            # a dataset snapshot
+    python -m signals forget bob                                   # erase a user, revoke snapshots
 
-COMMANDS maps each subcommand to (function, add_arguments); the function's docstring is
-its help. Heavy modules are imported inside the functions, so `--help` stays fast.
-Exit codes: 0 ok, 1 quarantined records under --strict, 2 usage or input errors,
-3 the store is locked by another process.
+Heavy modules are imported inside the verbs, so `--help` stays fast. Exit codes: the
+table in signals/cli.py (0 ok, 1 failed, 2 bad input, 3 locked, 5 quarantined under --strict).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
-import os
 import sys
 
-# ---------------------------------------------------------------- shared options
-
-
-def _db(p: argparse.ArgumentParser, wait: float = 10.0) -> None:
-    p.add_argument("--db", default=None,
-                   help="store file (default: $SIGNALS_DB or data/signal.duckdb)")
-    p.add_argument("--wait", type=float, default=wait, metavar="SECONDS",
-                   help=f"wait this long for another writer to finish (default {wait:g})")
+from signals.build_cli import build, build_args, snapshots, snapshots_args
+from signals.cli import EXIT_QUARANTINED, Verb, add_store
+from signals.cli import main as run_cli
 
 
 def _store(args, read_only: bool = False):
     from signals.store import open_store
-    from signals.store import default_db
 
-    return open_store(args.db or default_db(), read_only=read_only, wait=args.wait)
+    return open_store(args.store, read_only=read_only, wait=args.wait)
+
+
+def _store_flag(args) -> str:
+    """` --store FILE` when the user gave one, so printed hints run as printed."""
+    return f" --store {args.store}" if args.store else ""
 
 
 def _print_json(obj) -> None:
     print(json.dumps(obj, indent=2, default=str))
 
 
-# ---------------------------------------------------------------- ingest
-
-
 def ingest(args) -> int:
     """Ingest JSONL(.gz), JSON, Parquet (hive folders too) or CSV files, folders or globs.
-    Invalid records go to quarantine with their row and reason; valid ones next to them are
-    kept. Re-ingesting a file is a no-op. Each file is stored whole or not at all."""
+
+    Invalid records go to quarantine with their row and reason; valid ones next to them
+    are kept. Re-ingesting a file is a no-op. Each file is stored whole or not at all."""
     from signals.ingest import ingest_paths
 
-    s = ingest_paths(args.paths, db=args.db, source=args.source, wait=args.wait,
+    s = ingest_paths(args.paths, db=args.store, source=args.source, wait=args.wait,
                      max_record_chars=args.max_chars, progress=None if not args.json else False)
     if args.json:
         _print_json(s)
     else:
         ingested = [f for f in s["files"] if f["status"] == "ingested"]
         print(f"{len(ingested)} file(s) ingested, {s['skipped_files']} already ingested (skipped) -> {s['db']}")
-        print(f"records read      {s['records']}")
+        print(f"records read       {s['records']}")
         print(f"interactions added {s['interactions']}")
-        print(f"feedback added    {s['feedback']}")
+        print(f"feedback added     {s['feedback']}")
         print(f"duplicates skipped {s['duplicates']}")
         if s["forgotten"]:
             print(f"forgotten users' records skipped {s['forgotten']}")
-        print(f"pending feedback  {s['pending']}  (waiting for their interaction)")
-        print(f"quarantined       {s['quarantined']}" +
+        print(f"pending feedback   {s['pending']}  (waiting for their interaction)")
+        print(f"quarantined        {s['quarantined']}" +
               ("  " + ", ".join(f"{k} {v}" for k, v in s["quarantine"].items()) if s["quarantine"] else ""))
         if s["quarantined"]:
-            print("  see: python -m signals quarantine --limit 20")
+            print(f"  see: python -m signals quarantine --limit 20{_store_flag(args)}")
     if args.strict and s["quarantined"]:
         print(f"--strict: {s['quarantined']} record(s) quarantined", file=sys.stderr)
-        return 1
+        return EXIT_QUARANTINED
     return 0
 
 
 def _ingest_args(p):
     p.add_argument("paths", nargs="+", metavar="PATH", help="file, folder or glob (quote globs)")
-    _db(p)
+    add_store(p)
     p.add_argument("--source", default=None,
-                   help="mapping name in conf/source/ (hh-rlhf, defacto, mlqe-pe, mlqe-da, finegrained-qa, "
-                        "openai) or a YAML path; default: native schema, chat-completion logs detected")
-    p.add_argument("--strict", action="store_true", help="exit 1 when any record was quarantined")
+                   help="mapping name in conf/source/ (see `python -m signals sources`) or a YAML path; "
+                        "default: native schema, chat-completion logs detected")
+    p.add_argument("--strict", action="store_true", help="exit 5 when any record was quarantined")
     p.add_argument("--max-chars", type=int, default=None,
                    help="largest record in characters (default: setting max_record_chars or 1,000,000)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
 
 
-# ---------------------------------------------------------------- stats, quarantine
-
-
 def stats(args) -> int:
-    """Counts: interactions, feedback by kind, pending, quarantine by reason, users,
-    opted-out and forgotten users, per source. --json keys are stable (see README)."""
+    """Counts: interactions, feedback by kind, pending, quarantine by reason, users, sources.
+
+    Opted-out and forgotten users are counted too. --json keys are stable (docs/signals.md)."""
     from signals.stats import render
     from signals.stats import stats as compute
 
@@ -104,7 +96,7 @@ def stats(args) -> int:
 
 
 def _stats_args(p):
-    _db(p)
+    add_store(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")
 
 
@@ -114,6 +106,13 @@ def quarantine(args) -> int:
 
     con = _store(args, read_only=True)
     try:
+        reasons = dict(con.execute("SELECT reason, count(*) FROM quarantine GROUP BY reason").fetchall())
+        if args.reason is not None and args.reason not in reasons:
+            from signals.config import did_you_mean
+
+            have = ", ".join(f"{r} ({n})" for r, n in sorted(reasons.items())) or "none: the quarantine is empty"
+            raise ValueError(f"--reason {args.reason}: no record has this reason{did_you_mean(args.reason, reasons)}; "
+                             f"reasons in the store: {have}")
         rel = quarantine_rows(con, args.reason, args.limit)
         if args.export:
             out = args.export
@@ -134,18 +133,16 @@ def quarantine(args) -> int:
     for path, row, reason, field, detail, raw, *_ in rows:
         where = f"{path}:{row}" + (f" [{field}]" if field else "")
         print(f"{where}: {reason}: {detail}\n    {(raw or '')[:200]}")
-    print(f"{len(rows)} record(s)")
+    total = reasons[args.reason] if args.reason else sum(reasons.values())
+    print(f"{len(rows)} of {total} quarantined record(s)" + (f" with reason {args.reason}" if args.reason else ""))
     return 0
 
 
 def _quarantine_args(p):
-    _db(p)
+    add_store(p)
     p.add_argument("--reason", default=None, help="only this reason (e.g. malformed_json)")
     p.add_argument("--limit", type=int, default=None, help="at most N records")
     p.add_argument("--export", default=None, metavar="FILE", help="write to FILE (.jsonl, .csv or .parquet)")
-
-
-# ---------------------------------------------------------------- privacy
 
 
 def optout(args) -> int:
@@ -162,9 +159,10 @@ def optout(args) -> int:
 
 
 def forget(args) -> int:
-    """Forget users: delete their interactions, feedback (pending too) and quarantined records,
-    keep a hashed tombstone so re-ingesting old logs does not bring them back, and report the
-    dataset snapshots that contained them (revoked when the builder supports it)."""
+    """Forget users: delete their interactions, feedback and quarantined records, and revoke snapshots.
+
+    A hashed tombstone keeps re-ingested old logs from bringing them back; every dataset
+    snapshot that held their data is revoked (its files deleted, REVOKED.json left)."""
     from signals.privacy import forget as run
 
     con = _store(args)
@@ -187,13 +185,14 @@ def forget(args) -> int:
 
 def _users_args(p):
     p.add_argument("users", nargs="+", metavar="USER", help="user_id values")
-    _db(p)
+    add_store(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def retain(args) -> int:
-    """Purge interactions, feedback and quarantined records older than N days
-    (default: the saved policy; --save stores N as the policy for later runs)."""
+    """Purge interactions, feedback and quarantined records older than N days.
+
+    Without --days the saved policy applies; --save stores N as the policy for later runs."""
     from signals.privacy import retain as run
 
     con = _store(args)
@@ -210,12 +209,12 @@ def retain(args) -> int:
 def _retain_args(p):
     p.add_argument("--days", type=int, default=None, help="keep the last N days")
     p.add_argument("--save", action="store_true", help="store --days as the retention policy")
-    _db(p)
+    add_store(p)
     p.add_argument("--json", action="store_true", help="print the report as JSON")
 
 
 def sources(args) -> int:
-    """List the source mappings in conf/source/."""
+    """List the source mappings in conf/source/ (for `ingest --source NAME`)."""
     from signals.sources import available, load_mapping
 
     for name in available():
@@ -224,50 +223,39 @@ def sources(args) -> int:
     return 0
 
 
-COMMANDS = {
-    "ingest": (ingest, _ingest_args),
-    "stats": (stats, _stats_args),
-    "quarantine": (quarantine, _quarantine_args),
-    "optout": (optout, _users_args),
-    "forget": (forget, _users_args),
-    "retain": (retain, _retain_args),
-    "sources": (sources, lambda p: None),
+def fetch(args) -> int:
+    """Download the public real-data sets from their upstream at pinned commits (sha256 checked)."""
+    from signals.fetch import fetch_command
+
+    return fetch_command(args)
+
+
+def _fetch_args(p: argparse.ArgumentParser) -> None:
+    from signals.fetch import fetch_arguments
+
+    fetch_arguments(p)
+
+
+VERBS = {
+    "ingest": Verb(ingest, _ingest_args, "python -m signals ingest tests/data/native_example.jsonl --store /tmp/s.duckdb"),
+    "stats": Verb(stats, _stats_args, "python -m signals stats --store /tmp/s.duckdb"),
+    "quarantine": Verb(quarantine, _quarantine_args,
+                       "python -m signals quarantine --reason malformed_json --limit 20 --store /tmp/s.duckdb"),
+    "build": Verb(build, build_args, "python -m signals build data=demo split.method=user --store /tmp/s.duckdb",
+                  overrides=True),
+    "snapshots": Verb(snapshots, snapshots_args, "python -m signals snapshots --store /tmp/s.duckdb"),
+    "optout": Verb(optout, _users_args, "python -m signals optout alice --store /tmp/s.duckdb"),
+    "forget": Verb(forget, _users_args, "python -m signals forget bob --store /tmp/s.duckdb"),
+    "retain": Verb(retain, _retain_args, "python -m signals retain --days 365 --store /tmp/s.duckdb"),
+    "sources": Verb(sources, example="python -m signals sources"),
+    "fetch": Verb(fetch, _fetch_args, "python -m signals fetch --list"),
 }
 
-# ---------------------------------------------------------------- dataset builder (issue 4)
-# The builder adds its subcommands here (signals/build_cli.py imports signals.build lazily).
-from signals.build_cli import build, build_args, snapshots, snapshots_args  # noqa: E402
 
-COMMANDS["build"] = (build, build_args)
-COMMANDS["snapshots"] = (snapshots, snapshots_args)
-# -------------------------------------------------------------------------------------------
-
-
-def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(
-        prog="python -m signals",
-        description="The DuckDB signal store: ingest user feedback logs, inspect them, and apply privacy requests.",
-        epilog="Store: --db FILE, else $SIGNALS_DB, else data/signal.duckdb. Run `python -m signals CMD --help`.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (fn, add_args) in COMMANDS.items():
-        doc = (fn.__doc__ or "").strip()
-        p = sub.add_parser(name, help=" ".join(doc.split(". ")[0].split()).rstrip(".") + ".", description=doc,
-                           formatter_class=argparse.RawDescriptionHelpFormatter)
-        add_args(p)
-    args = parser.parse_args(argv)
-    fn = COMMANDS[args.command][0]
-    from signals.store import StoreLocked
-
-    try:
-        return fn(args) or 0
-    except StoreLocked as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 3
-    except (FileNotFoundError, ValueError, RuntimeError) as e:
-        print(f"error: {e}", file=sys.stderr)
-        return 2
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("python -m signals", "The signal store: ingest user feedback logs, build datasets, "
+                   "apply privacy requests.", VERBS, argv)
 
 
 if __name__ == "__main__":
-    os.environ.setdefault("TZ", "UTC")
     sys.exit(main())

@@ -1,13 +1,14 @@
-"""`python -m signals build` and `python -m signals snapshots` (wired in signals/__main__.py).
+"""The `build` and `snapshots` verbs of `python -m signals` (wired in signals/__main__.py).
 
     python -m signals build data=demo                       # conf/data/demo.yaml
-    python -m signals build data=defacto split.method=time data.split.eval_fraction=0.2
+    python -m signals build data=defacto split.method=time --store data/real/defacto/signal.duckdb
     python -m signals snapshots                             # list, newest first
     python -m signals snapshots show demo-3fa2c1b9e0d4 --json
 
-`build` composes the root `conf/config.yaml` with Hydra's compose API, so a recipe
-is the same node `python -m train` builds from; overrides of the recipe may drop
-the `data.` prefix (`split.method=time` == `data.split.method=time`).
+`build` composes `conf/build.yaml` (store, snapshot_root and the recipe `data/`), the
+same node `python -m train` builds from; recipe overrides may drop the `data.` prefix
+(`split.method=time` == `data.split.method=time`). A misspelled option fails naming
+the close match (the recipe's schema is `signals.recipe.Recipe`).
 """
 
 from __future__ import annotations
@@ -16,42 +17,42 @@ import argparse
 import json
 from pathlib import Path
 
-CONF_DIR = Path(__file__).resolve().parents[1] / "conf"
-ROOT_KEYS = {"store", "snapshot_root", "seed", "exp_name"}
+from signals.cli import add_store, store_overrides
+
+ROOT_KEYS = ("store", "snapshot_root", "data")
 
 
-def compose_recipe(overrides: list[str], config_dir: Path = CONF_DIR) -> tuple[dict, str, str]:
-    """(recipe dict, store path, snapshot root) from conf/ and Hydra overrides."""
-    from hydra import compose, initialize_config_dir
+def compose_recipe(overrides: list[str]) -> tuple[dict, str, str]:
+    """(recipe dict, store path, snapshot root) from conf/build.yaml and Hydra overrides."""
     from omegaconf import OmegaConf
+
+    from signals.config import compose
+    from signals.recipe import Recipe, register_schema
 
     fixed = []
     for o in overrides:
         key = o.lstrip("+~").split("=", 1)[0]
-        top = key.split(".", 1)[0]
-        if "." in key and top not in ROOT_KEYS and top != "data" and "=" in o and not o.startswith(("+", "~")):
-            o = "data." + o          # split.method=time -> data.split.method=time
+        if key.split(".", 1)[0] not in ROOT_KEYS and "/" not in key:
+            o = o[: len(o) - len(o.lstrip("+~"))] + "data." + o.lstrip("+~")   # split.method=x -> data.split.method=x
         fixed.append(o)
-    from hydra.errors import HydraException
-
-    try:
-        with initialize_config_dir(config_dir=str(config_dir), version_base="1.3"):
-            cfg = compose(config_name="config", overrides=fixed)
-    except HydraException as e:      # unknown recipe, bad override: a usage error, not a crash
-        raise ValueError(f"config {config_dir}/config.yaml with overrides {fixed}: {e}") from None
+    register_schema()
+    cfg = compose(fixed, config_name="build", schemas={"data": Recipe}, root_keys=ROOT_KEYS)
     recipe = OmegaConf.to_container(cfg.data, resolve=True)
     return recipe, str(cfg.store), str(cfg.snapshot_root)
 
 
 def build(args) -> int:
-    """Build a dataset snapshot from the store: `build data=RECIPE [Hydra overrides]`.
+    """Build a dataset snapshot from the store: `build data=RECIPE [overrides]`.
+
     Prints the counts per kind and split, what was excluded and why, and the version."""
     from signals.build import build_snapshot
-    from signals.store import open_store
+    from signals.store import StoreMissing, open_store
 
-    recipe, store, root = compose_recipe(args.overrides)
-    store = args.db or store
-    con = open_store(store, read_only=False, wait=args.wait)
+    recipe, store, root = compose_recipe(store_overrides(args))
+    if not Path(store).is_file():
+        raise StoreMissing(f"signal store {store} does not exist (ingest logs first: "
+                           f"python -m signals ingest PATH --store {store})")
+    con = open_store(store, wait=args.wait)
     try:
         snap = build_snapshot(recipe, con, root, progress=None if not args.json else False)
     finally:
@@ -73,6 +74,11 @@ def describe(m: dict, path: str) -> str:
     if kc:
         lines.append(f"kto train: {kc.get('desirable', 0)} desirable / {kc.get('undesirable', 0)} undesirable "
                      f"-> desirable_weight={kw.get('desirable_weight')}, undesirable_weight={kw.get('undesirable_weight')}")
+    for kind, c in m["counts"].items():
+        enabled = (m.get("recipe", {}).get(kind) or {}).get("enabled", True)
+        if enabled and c["eval"] == 0:
+            lines.append(f"warning: the {kind} eval split is empty: metrics computed from it "
+                         f"(see docs/eval.md) cannot be gated on this snapshot")
     lines.append("")
     lines.append("excluded:" if m["exclusions"] else "excluded: nothing")
     for reason, n in m["exclusions"].items():
@@ -83,24 +89,21 @@ def describe(m: dict, path: str) -> str:
 
 
 def build_args(p: argparse.ArgumentParser) -> None:
-    p.add_argument("overrides", nargs="*", metavar="KEY=VALUE",
-                   help="Hydra overrides, e.g. data=defacto split.method=user caps.per_user=50")
-    p.add_argument("--db", default=None, help="store file (default: the config's `store`, i.e. $SIGNALS_DB "
-                                              "or data/signal.duckdb)")
-    p.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
-                   help="wait this long for another writer to finish (default 10)")
+    add_store(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
 
 
 def snapshots(args) -> int:
     """List dataset snapshots (newest first), or `snapshots show VERSION` for one manifest."""
-    from signals.build import list_snapshots
-    from signals.store import default_db
+    from signals.snapshot import list_snapshots
+    from signals.store import default_db, open_store
 
-    store = args.db or default_db()
-    if not Path(store).exists():
-        raise FileNotFoundError(f"signal store {store} does not exist")
-    rows = list_snapshots(store)
+    store = args.store or default_db()
+    con = open_store(store, read_only=True, wait=args.wait)
+    try:
+        rows = list_snapshots(con)
+    finally:
+        con.close()
     if args.action == "show":
         if not args.version:
             raise ValueError("snapshots show: give a VERSION (see `python -m signals snapshots`)")
@@ -110,31 +113,40 @@ def snapshots(args) -> int:
         r = match[0]
         if args.json:
             print(json.dumps({**r["manifest"], "path": r["path"], "revoked_at": r["revoked_at"],
-                              "revoked_reason": r["revoked_reason"], "interactions": r["interactions"]},
-                             indent=2, default=str))
+                              "revoked_reason": r["revoked_reason"], "interactions": r["interactions"],
+                              "status": status(r)}, indent=2, default=str))
         else:
             print(describe(r["manifest"], r["path"]))
             print(f"interactions held: {r['interactions']}")
-            if r["revoked_at"]:
-                print(f"REVOKED {r['revoked_at']}: {r['revoked_reason']}")
+            print(f"status: {status(r)}")
         return 0
     if args.json:
-        print(json.dumps([{k: v for k, v in r.items() if k != "manifest"} for r in rows], indent=2, default=str))
+        print(json.dumps([{**{k: v for k, v in r.items() if k != "manifest"}, "status": status(r)} for r in rows],
+                         indent=2, default=str))
         return 0
     if not rows:
-        print("no snapshots yet: python -m signals build data=RECIPE")
+        print("no snapshots yet: python -m signals build data=RECIPE" + (f" --store {args.store}" if args.store else ""))
         return 0
     print(f"{'version':<28}{'created':<27}{'sft':>8}{'pref':>8}{'kto':>8}  status")
     for r in rows:
         c = r["counts"] or {}
         n = {k: sum(c.get(k, {}).values()) for k in ("sft", "pref", "kto")}
-        status = f"revoked ({r['revoked_reason']})" if r["revoked_at"] else "ok"
-        print(f"{r['version']:<28}{r['created_at'] or '':<27}{n['sft']:>8}{n['pref']:>8}{n['kto']:>8}  {status}")
+        print(f"{r['version']:<28}{str(r['created_at'] or ''):<27}{n['sft']:>8}{n['pref']:>8}{n['kto']:>8}  {status(r)}")
     return 0
+
+
+def status(r: dict) -> str:
+    """ok, revoked (why), or missing (its folder or files are gone)."""
+    if r["revoked_at"]:
+        return f"revoked ({r['revoked_reason']})"
+    path = Path(r["path"])
+    files = (r["manifest"] or {}).get("files") or {}
+    lost = [f for f in files if not (path / f).is_file()] if path.is_dir() else ["the folder"]
+    return f"missing: {path} ({len(lost)} file(s) gone)" if lost else "ok"
 
 
 def snapshots_args(p: argparse.ArgumentParser) -> None:
     p.add_argument("action", nargs="?", choices=["list", "show"], default="list", help="list (default) or show")
     p.add_argument("version", nargs="?", help="the snapshot version (for show)")
-    p.add_argument("--db", default=None, help="store file (default: $SIGNALS_DB or data/signal.duckdb)")
+    add_store(p)
     p.add_argument("--json", action="store_true", help="machine-readable output")

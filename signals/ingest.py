@@ -24,8 +24,7 @@ from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
-from signals.store import open_store
-from signals.store import default_db
+from signals.store import default_db, open_store, transaction
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
 DEFAULT_MAX_RECORD_CHARS = 1_000_000
@@ -37,7 +36,7 @@ def sql(name: str) -> str:
     return resources.files("signals.sql").joinpath(name).read_text()
 
 
-class IngestError(RuntimeError):
+class IngestError(ValueError):
     """A source that cannot be ingested at all (missing path, unknown format)."""
 
 
@@ -278,24 +277,21 @@ def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = 
             "(SELECT count(*) FROM ist WHERE status = 'forgotten')").fetchone(), strict=True))
         fdup, fforg = con.execute("SELECT count(*) FILTER (status = 'duplicate'), count(*) FILTER (status = 'forgotten') "
                                   "FROM fst").fetchone()
-        con.execute("BEGIN TRANSACTION")
         try:
-            ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchone()[0]
-            con.execute("SET VARIABLE ingest_id = ?", [ingest_id])
-            con.execute("SET VARIABLE source_path = ?", [str(path)])
-            con.execute(sql("ingest_commit.sql"))
-            added_i = con.execute("SELECT count(*) FROM interactions WHERE ingest_id = ?", [ingest_id]).fetchone()[0]
-            added_f = con.execute("SELECT count(*) FROM feedback WHERE ingest_id = ?", [ingest_id]).fetchone()[0]
-            quarantine = dict(con.execute("SELECT reason, count(*) FROM quarantine WHERE ingest_id = ? "
-                                          "GROUP BY reason ORDER BY reason", [ingest_id]).fetchall())
-            dups = counts["duplicates_i"] + fdup
-            con.execute("INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
-                        [ingest_id, str(path), digest, src_name, counts["records"], added_i, added_f, dups,
-                         sum(quarantine.values()), started])
-            con.execute("COMMIT")
-        except BaseException:
-            con.execute("ROLLBACK")
-            raise
+            with transaction(con):
+                ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchone()[0]
+                con.execute("SET VARIABLE ingest_id = ?", [ingest_id])
+                con.execute("SET VARIABLE source_path = ?", [str(path)])
+                con.execute(sql("ingest_commit.sql"))
+                added_i = con.execute("SELECT count(*) FROM interactions WHERE ingest_id = ?",
+                                      [ingest_id]).fetchone()[0]
+                added_f = con.execute("SELECT count(*) FROM feedback WHERE ingest_id = ?", [ingest_id]).fetchone()[0]
+                quarantine = dict(con.execute("SELECT reason, count(*) FROM quarantine WHERE ingest_id = ? "
+                                              "GROUP BY reason ORDER BY reason", [ingest_id]).fetchall())
+                dups = counts["duplicates_i"] + fdup
+                con.execute("INSERT INTO ingests VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, now())",
+                            [ingest_id, str(path), digest, src_name, counts["records"], added_i, added_f, dups,
+                             sum(quarantine.values()), started])
         finally:
             con.execute("DROP VIEW IF EXISTS rec; DROP VIEW IF EXISTS raw_input; DROP VIEW IF EXISTS raw_src; "
                         "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS rec_t; DROP TABLE IF EXISTS fb; "

@@ -1,102 +1,125 @@
 """Dataset recipes: the rules that turn signal into SFT, preference and KTO examples.
 
-A recipe is the composed `conf/data/NAME.yaml` node as a plain dict. `normalize`
-fills every option the YAML leaves out from `DEFAULTS`, so the schema is this one
-dict, and gathers every problem (unknown key, wrong type, bad value) into one
-`RecipeError` before any SQL runs:
+The dataclasses below are the recipe's schema, written once: every option with its
+type, default and meaning. They are registered as `conf/data/base` (Hydra's
+ConfigStore), so each `conf/data/NAME.yaml` starts with `defaults: [base, _self_]`
+and sets only what differs; a misspelled option fails when the config is composed.
+`normalize` checks a recipe given as a plain dict the same way and also checks the
+values (choices, ranges, times), gathering every problem into one `RecipeError`
+before any SQL runs:
 
     >>> r = normalize({"name": "demo", "split": {"method": "user"}})
     >>> r["split"]["eval_fraction"], r["pref"]["min_edit_distance"]
     (0.1, 0.02)
-
-Each option is documented where it is defined, in `conf/data/demo.yaml`.
 """
 
 from __future__ import annotations
 
-import copy
+from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
 
-# The schema: every option with its default. Types are taken from the defaults,
-# except where TYPES says otherwise (options whose default is None or a number).
-DEFAULTS: dict[str, Any] = {
-    "name": "recipe",
-    "filters": {
-        "sources": [],               # keep only interactions ingested with these source mappings ([] = all)
-        "apps": [],                  # keep only these apps
-        "tasks": [],                 # keep only these tasks
-        "models": [],                # keep only outputs of these model_ids
-        "users": [],                 # keep only these users
-        "exclude_users": [],         # drop these users
-        "since": None,               # ISO-8601, inclusive
-        "until": None,               # ISO-8601, exclusive
-        "min_prompt_chars": 1,       # characters over all prompt messages
-        "max_prompt_chars": 200_000,
-        "min_completion_chars": 1,   # the model output (and an edit's text)
-        "max_completion_chars": 100_000,
-    },
-    "outcome": {
-        "rate_accept_at": 4.0,       # score >= this: the rating is an accept
-        "rate_reject_at": 2.0,       # score <= this: a reject; in between: not decisive
-        "choose_as_outcome": False,  # a choice also accepts the chosen and rejects the other
-        "accept_keeps_edit": True,   # an accept after an edit confirms the edit
-        "trivial_edit": "ignore",    # an edit below pref.min_edit_distance: ignore (not decisive) | accept
-    },
-    "sft": {
-        "enabled": True,
-        "from_accept": True,         # accepted completions
-        "from_edit": True,           # prompt -> the user's edited text
-    },
-    "pref": {
-        "enabled": True,
-        "from_edit": True,           # chosen = edit, rejected = original
-        "min_edit_distance": 0.02,   # normalized Levenshtein below this: a trivial edit, no pair
-        "from_choose": True,         # explicit choices between two candidates
-        "choose_same_prompt": True,  # a choice pairs only outputs of the same normalized prompt
-        "from_regen": True,          # accepted vs rejected outputs of the same normalized prompt
-        "regen_within": "prompt",    # prompt | user | session: where regenerations are paired
-        "max_regen_pairs": 4,        # per normalized prompt (group)
-    },
-    "kto": {
-        "enabled": True,
-        "desirable_weight": None,    # None: from TRL's guidance on the train split's class counts
-        "undesirable_weight": None,
-    },
-    "caps": {
-        "dedup": True,               # exact de-duplication of (normalized prompt, texts)
-        "per_user": None,            # at most this many examples per user and kind (None = no cap)
-    },
-    "split": {
-        "method": "hash",            # hash (by normalized prompt) | time | user | session
-        "eval_fraction": 0.1,
-        "cutoff": None,              # time: ISO-8601; None = the newest eval_fraction of interactions
-        "seed": 0,
-        "decontaminate": "drop_train",   # a prompt in both splits is dropped from: drop_train | drop_eval
-        "benchmark_prompts": None,   # file of prompts never to train on (.txt lines or .jsonl "prompt")
-    },
-    "privacy": {
-        "retention_days": None,      # None: the store's `retention_days` setting, if any
-        "as_of": None,               # reference time for retention (ISO-8601); None = now
-        "redact_pii": True,
-    },
-}
+from signals.config import check_keys, register
 
-TYPES: dict[str, tuple[type, ...]] = {
-    "filters.since": (str, datetime, type(None)),
-    "filters.until": (str, datetime, type(None)),
-    "outcome.rate_accept_at": (int, float),
-    "outcome.rate_reject_at": (int, float),
-    "pref.min_edit_distance": (int, float),
-    "kto.desirable_weight": (int, float, type(None)),
-    "kto.undesirable_weight": (int, float, type(None)),
-    "caps.per_user": (int, type(None)),
-    "split.eval_fraction": (int, float),
-    "split.cutoff": (str, datetime, type(None)),
-    "split.benchmark_prompts": (str, type(None)),
-    "privacy.retention_days": (int, float, type(None)),
-    "privacy.as_of": (str, datetime, type(None)),
-}
+
+@dataclass
+class Filters:
+    """Interactions outside these are excluded, each counted by reason."""
+    sources: list[str] = field(default_factory=list)   # ingested with these source mappings ([] = all)
+    apps: list[str] = field(default_factory=list)      # keep only these apps
+    tasks: list[str] = field(default_factory=list)     # keep only these tasks
+    models: list[str] = field(default_factory=list)    # keep only outputs of these model_ids
+    users: list[str] = field(default_factory=list)     # keep only these users
+    exclude_users: list[str] = field(default_factory=list)   # drop these users
+    since: str | None = None           # ISO-8601, inclusive (interaction time)
+    until: str | None = None           # ISO-8601, exclusive
+    min_prompt_chars: int = 1          # characters over all prompt messages
+    max_prompt_chars: int = 200_000
+    min_completion_chars: int = 1      # the model output (and an edit's text)
+    max_completion_chars: int = 100_000
+
+
+@dataclass
+class Outcome:
+    """The outcome of an interaction is its latest decisive feedback."""
+    rate_accept_at: float = 4.0        # a rating >= this is an accept (1-5 stars; 1 for thumbs up/down)
+    rate_reject_at: float = 2.0        # a rating <= this is a reject; in between it is not decisive
+    choose_as_outcome: bool = False    # a choice also accepts the chosen and rejects the other (KTO/SFT)
+    accept_keeps_edit: bool = True     # an accept after an edit confirms the edit (the outcome stays edit)
+    trivial_edit: str = "ignore"       # an edit below pref.min_edit_distance: ignore (not decisive) | accept
+
+
+@dataclass
+class Sft:
+    """messages = prompt + assistant turn."""
+    enabled: bool = True
+    from_accept: bool = True           # accepted completions
+    from_edit: bool = True             # prompt -> the user's edited text
+
+
+@dataclass
+class Pref:
+    """prompt / chosen / rejected."""
+    enabled: bool = True
+    from_edit: bool = True             # chosen = edit, rejected = original
+    min_edit_distance: float = 0.02    # normalized Levenshtein (whitespace collapsed) below this: trivial
+    from_choose: bool = True           # explicit choices between two candidates
+    choose_same_prompt: bool = True    # a choice pairs two outputs only if their normalized prompts match
+    from_regen: bool = True            # accepted vs rejected outputs of the same normalized prompt
+    regen_within: str = "prompt"       # prompt | user | session: where regenerations are paired
+    max_regen_pairs: int = 4           # pairs per normalized prompt (group)
+
+
+@dataclass
+class Kto:
+    """prompt / completion / label: accept -> desirable, reject -> undesirable, edit -> both."""
+    enabled: bool = True
+    desirable_weight: float | None = None     # null: from TRL's guidance on the train split's class counts
+    undesirable_weight: float | None = None
+
+
+@dataclass
+class Caps:
+    dedup: bool = True                 # exact de-duplication of (normalized prompt, texts[, label]) per kind
+    per_user: int | None = None        # at most this many examples per user and kind (null = no cap)
+
+
+@dataclass
+class Split:
+    method: str = "hash"               # hash (of the normalized prompt) | time | user | session
+    eval_fraction: float = 0.1
+    cutoff: str | None = None          # time: ISO-8601; null = the newest eval_fraction of interactions
+    seed: int = 0
+    decontaminate: str = "drop_train"  # a prompt left in both splits is dropped from: drop_train | drop_eval
+    benchmark_prompts: str | None = None   # prompts never to train on (.txt lines or .jsonl "prompt")
+
+
+@dataclass
+class Privacy:
+    """Opted-out and forgotten users are always excluded."""
+    retention_days: float | None = None    # null: the store's retention_days setting (signals retain --save)
+    as_of: str | None = None           # reference time for retention (ISO-8601); null = now
+    redact_pii: bool = True            # signals.pii on every exported text; counts in the manifest
+
+
+@dataclass
+class Recipe:
+    """A dataset recipe (`conf/data/NAME.yaml`)."""
+    name: str = "recipe"
+    filters: Filters = field(default_factory=Filters)
+    outcome: Outcome = field(default_factory=Outcome)
+    sft: Sft = field(default_factory=Sft)
+    pref: Pref = field(default_factory=Pref)
+    kto: Kto = field(default_factory=Kto)
+    caps: Caps = field(default_factory=Caps)
+    split: Split = field(default_factory=Split)
+    privacy: Privacy = field(default_factory=Privacy)
+
+
+def register_schema() -> None:
+    """`conf/data/base`: the schema every recipe file starts from."""
+    register("data", "base", Recipe)
+
 
 CHOICES = {
     "split.method": {"hash", "time", "user", "session"},
@@ -112,45 +135,61 @@ class RecipeError(ValueError):
 
 def normalize(recipe: dict | None) -> dict:
     """The recipe with every default filled in; raises RecipeError listing all problems."""
+    from omegaconf import OmegaConf
+    from omegaconf.errors import OmegaConfBaseException
+
     recipe = dict(recipe or {})
-    problems: list[str] = []
-    out = _merge(DEFAULTS, recipe, "", problems)
+    name = recipe.get("name", "?")
+    problems = check_keys(recipe, Recipe, "")
+    schema = OmegaConf.structured(Recipe)
+    given = _known_only(_plain(recipe), DEFAULTS)
+    for path, value in list(_leaves(given)):           # type-check leaf by leaf, so every problem is listed
+        try:
+            OmegaConf.update(OmegaConf.structured(Recipe), path, value, merge=True)
+        except (OmegaConfBaseException, ValueError) as e:
+            first = str(e).strip().splitlines()[0]
+            problems.append(f"{path}: {first}")
+            _drop(given, path)
+    merged = OmegaConf.merge(schema, given)
+    out: dict[str, Any] = OmegaConf.to_container(merged, resolve=True)
     _check_values(out, problems)
     if problems:
-        name = recipe.get("name", "?")
         raise RecipeError(f"recipe {name!r} has {len(problems)} problem(s):\n  " + "\n  ".join(problems))
     return out
 
 
-def _merge(default: dict, given: dict, prefix: str, problems: list[str]) -> dict:
-    out = copy.deepcopy(default)
-    for key, value in given.items():
-        path = f"{prefix}{key}"
-        if key not in default:
-            problems.append(f"{path}: unknown option (known: {', '.join(sorted(default))})")
-            continue
-        if isinstance(default[key], dict):
-            if not isinstance(value, dict):
-                problems.append(f"{path}: expected a mapping, got {type(value).__name__}")
-                continue
-            out[key] = _merge(default[key], value, path + ".", problems)
-            continue
-        allowed = TYPES.get(path) or (type(default[key]),)
-        if isinstance(value, bool) and bool not in allowed:
-            ok = False
-        elif isinstance(value, tuple) and list in allowed:
-            value, ok = list(value), True
+def _known_only(given: dict, schema: dict) -> dict:
+    return {k: _known_only(v, schema[k]) if isinstance(v, dict) and isinstance(schema[k], dict) else v
+            for k, v in given.items() if k in schema}
+
+
+def _leaves(d: dict, prefix: str = ""):
+    for k, v in d.items():
+        if isinstance(v, dict):
+            yield from _leaves(v, f"{prefix}{k}.")
         else:
-            ok = isinstance(value, allowed)
-        if not ok:
-            names = "/".join("null" if t is type(None) else t.__name__ for t in allowed)
-            problems.append(f"{path}: expected {names}, got {type(value).__name__} {value!r}")
-            continue
-        if isinstance(value, list) and not all(isinstance(v, str) for v in value):
-            problems.append(f"{path}: expected a list of strings, got {value!r}")
-            continue
-        out[key] = value
-    return out
+            yield f"{prefix}{k}", v
+
+
+def _drop(d: dict, path: str) -> None:
+    *parents, key = path.split(".")
+    for p in parents:
+        d = d[p]
+    d.pop(key, None)
+
+
+def _plain(value):
+    """datetimes (YAML timestamps, Python callers) as ISO strings; tuples as lists."""
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_plain(v) for v in value]
+    if isinstance(value, datetime):
+        return value.isoformat()
+    return value
+
+
+DEFAULTS: dict[str, Any] = asdict(Recipe())
 
 
 def _check_values(r: dict, problems: list[str]) -> None:

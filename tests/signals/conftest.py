@@ -41,11 +41,11 @@ def db(tmp_path) -> str:
 
 @pytest.fixture
 def cli(db, capsys):
-    """Run `python -m signals ARGS --db <db>` in-process; returns (exit code, stdout)."""
+    """Run `python -m signals ARGS --store <db>` in-process; returns (exit code, stdout)."""
     from signals.__main__ import main
 
     def run(*args, json_out=False):
-        argv = [str(a) for a in args] + ["--db", db]
+        argv = [str(a) for a in args] + ["--store", db]
         code = main(argv)
         out = capsys.readouterr().out
         return code, (json.loads(out) if json_out else out)

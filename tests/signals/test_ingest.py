@@ -158,7 +158,7 @@ def test_timestamps_iso_offsets_epoch_seconds_and_millis_are_utc(tmp_path, db):
 def test_empty_file_is_recorded_and_harmless(tmp_path, db, cli):
     (tmp_path / "empty.jsonl").write_text("")
     code, out = cli("ingest", tmp_path / "empty.jsonl")
-    assert code == 0 and "records read      0" in out
+    assert code == 0 and "records read       0" in out
     assert rows(db, "SELECT records, interactions FROM ingests") == [(0, 0)]
 
 
@@ -211,7 +211,7 @@ def test_openai_chat_completion_logs_are_detected(tmp_path, db):
 def test_cli_strict_exit_codes_and_quarantine_export(tmp_path, cli):
     path = write_jsonl(tmp_path / "q.jsonl", [interaction("a"), "not json"])
     code, out = cli("ingest", path, "--strict")
-    assert code == 1 and "malformed_json 1" in out
+    assert code == 5 and "malformed_json 1" in out          # 5: quarantined under --strict
     code, out = cli("ingest", tmp_path / "missing.jsonl")
     assert code == 2
     code, out = cli("quarantine", "--reason", "malformed_json", "--export", tmp_path / "q.csv")
@@ -219,7 +219,7 @@ def test_cli_strict_exit_codes_and_quarantine_export(tmp_path, cli):
     exported = (tmp_path / "q.csv").read_text()
     assert "malformed_json" in exported and "not json" in exported
     code, out = cli("quarantine", "--limit", "5")
-    assert "q.jsonl:2" in out and "1 record(s)" in out
+    assert "q.jsonl:2" in out and "1 of 1 quarantined record(s)" in out
 
 
 def test_help_is_fast_and_imports_no_torch():

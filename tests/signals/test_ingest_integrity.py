@@ -25,7 +25,7 @@ def _count(db: str) -> int:
 
 
 def _ingest_cmd(db, *paths, wait="0"):
-    return [sys.executable, "-m", "signals", "ingest", *map(str, paths), "--db", db, "--wait", wait]
+    return [sys.executable, "-m", "signals", "ingest", *map(str, paths), "--store", db, "--wait", wait]
 
 
 @pytest.mark.slow

@@ -1,0 +1,140 @@
+"""The eval, judge and gate settings: their schema, written once.
+
+Registered in Hydra's ConfigStore (`register_schemas`), so `conf/eval/default.yaml`,
+`conf/eval/judge/*.yaml` and `conf/gate/*.yaml` start from these defaults and set
+only what differs; a misspelled key fails at compose time (`problems`).
+
+    python -m eval run +exp=NAME eval.batch_size=32 gate.margin=0.02
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from signals.config import check_keys, register
+
+
+@dataclass
+class Generation:
+    """Win-rate answers: the same prompts, seed and decoding for both models."""
+    split: str = "sft"                 # prompts come from this kind's eval split
+    max_prompts: int = 64
+    max_new_tokens: int = 64
+    do_sample: bool = False            # greedy; with sampling each batch reseeds with seed + batch index
+    temperature: float = 1.0
+    top_p: float = 1.0
+    seed: int = 0
+    batch_size: int = 16
+
+
+@dataclass
+class Bootstrap:
+    resamples: int = 1000              # paired bootstrap resamples
+    seed: int = 0
+    confidence: float = 0.95           # interval level; also the MDE's significance level
+    power: float = 0.8                 # MDE: smallest effect detected with this probability
+
+
+@dataclass
+class Registry:
+    record: bool = True                # write runs / eval_results / decisions into ${store}
+    pointer_dir: str = "${output_root}"    # promote writes {pointer_dir}/production.json
+    mlflow: bool = False               # also log decisions to MLflow (only if installed)
+
+
+@dataclass
+class EvalSettings:
+    """Baseline and candidate are scored in the same job with these same settings."""
+    candidate: str | None = None       # run dir; null = newest under ${output_root}/${exp_name}/
+    baseline: str | None = None        # model folder / hub id, or "production"; null = the run's base model
+    snapshot: str | None = None        # snapshot dir; null = the run's snapshot (manifest snapshot_path)
+    metrics: list[str] = field(default_factory=lambda: ["preference", "likelihood", "kto", "winrate"])
+    device: str = "auto"               # auto = cuda when available, else cpu
+    batch_size: int = 16               # scoring batch (same for both models)
+    max_length: int = 512              # tokens per example; the oldest prompt tokens are dropped first
+    max_examples: int | None = None    # cap per eval split (null = all)
+    generation: Generation = field(default_factory=Generation)
+    bootstrap: Bootstrap = field(default_factory=Bootstrap)
+    registry: Registry = field(default_factory=Registry)
+    judge: Any = None                  # eval/judge/: rules | reward_model | openai
+
+
+@dataclass
+class RulesJudge:
+    """Task rules: an answer's score is the share of applicable checks it passes.
+
+    Each check sets exactly one of regex | json | callable ("package.module:function"
+    called as fn(prompt_messages, answer, row) -> bool; it imports and runs that code, so
+    a config naming it is trusted input); `tasks: [...]` limits a check to those tasks.
+    """
+    name: str = "rules"
+    checks: list[Any] = field(default_factory=lambda: [
+        {"name": "nonempty", "regex": r"\S"},
+        {"name": "ends_cleanly", "regex": r'[.!?`)}\]"]\s*$'},   # not cut off at max_new_tokens
+    ])
+
+
+@dataclass
+class RewardModelJudge:
+    """A `method=reward` run dir or a sequence-classification folder: higher reward wins."""
+    name: str = "reward_model"
+    path: str | None = None
+    batch_size: int = 16
+    max_length: int = 512
+    tie_epsilon: float = 0.0           # rewards closer than this count as a tie
+    device: str | None = None
+
+
+@dataclass
+class OpenAIJudge:
+    """Any OpenAI-compatible chat endpoint; each pair is judged in both orders."""
+    name: str = "openai"
+    base_url: str = "${oc.env:OPENAI_BASE_URL,https://api.openai.com/v1}"
+    model: str = "gpt-4o-mini"
+    api_key_env: str = "OPENAI_API_KEY"    # the key is read from this environment variable, never from config
+    template: str | None = None        # null = eval/judges.py DEFAULT_TEMPLATE ({prompt}, {answer_a}, {answer_b})
+    temperature: float = 0.0
+    max_tokens: int = 8
+    timeout_s: float = 60.0
+    max_retries: int = 4               # on 429, 5xx and connection errors
+    backoff_s: float = 1.0             # waits 1, 2, 4, 8 s
+    cache: bool = True
+
+
+@dataclass
+class GateSettings:
+    """Promote only when the primary metric's lower bound clears `margin` and no guard regresses."""
+    primary: str = "preference_accuracy"
+    margin: float = 0.0
+    min_eval_size: int = 20            # fewer examples on any gated metric: inconclusive
+    guards: dict[str, float] = field(default_factory=lambda: {"sft_loglik": 0.5})   # metric: allowed regression
+    auto_promote: bool = True          # move `production` when the decision is promote
+
+
+JUDGES = {"rules": RulesJudge, "reward_model": RewardModelJudge, "openai": OpenAIJudge}
+
+
+def register_schemas() -> None:
+    """`eval/schema`, `eval/judge/schema_<name>` and `gate/schema` for the YAML files' defaults."""
+    register("eval", "schema", EvalSettings)
+    register("gate", "schema", GateSettings)
+    for name, node in JUDGES.items():
+        register("eval/judge", f"schema_{name}", node)
+
+
+def problems(cfg) -> list[str]:
+    """Unknown keys in `eval`, its judge and `gate` of a composed config."""
+    out = []
+    if cfg.get("eval") is not None:
+        out += check_keys(cfg.eval, EvalSettings, "eval")
+        judge = cfg.eval.get("judge")
+        if judge is not None:
+            node = JUDGES.get(str(judge.get("name")))
+            if node is None:
+                out.append(f"eval.judge.name: unknown judge {judge.get('name')!r}; choose from {sorted(JUDGES)}")
+            else:
+                out += check_keys(judge, node, "eval.judge")
+    if cfg.get("gate") is not None:
+        out += check_keys(cfg.gate, GateSettings, "gate")
+    return out
