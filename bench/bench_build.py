@@ -13,7 +13,7 @@ rate); 10% of prompts carry an order number, 1% an email (PII). Each measurement
 ru_maxrss). The build is the whole thing: SFT, pairs, KTO, splits, decontamination, PII
 redaction, six Parquet files, manifest, store records; it is also timed with SFT and KTO
 off (the pairs alone, like for like with the floor). The floor runs under the builder's
-DuckDB memory limit, with its whitespace normalization (b_norm) and Snappy compression.
+DuckDB memory limit, with its whitespace normalization (build_normalize) and Snappy compression.
 `--repeat N` keeps the fastest of N runs at both sizes. Targets (2 cores): within 1.5x of
 the floor at 1M; 5M build at most 5.5x the 1M build; peak RSS under 2 GiB.
 """
@@ -84,7 +84,7 @@ WHERE n % 2 = 0 AND n % 10 <> 0 AND n < $second;
 FLOOR = """
 COPY (
 WITH i AS (
-    SELECT interaction_id, ts, user_id, completion, msgs, md5_number_lower(b_norm(p)) AS pk
+    SELECT interaction_id, ts, user_id, completion, msgs, md5_number_lower(build_normalize(p)) AS pk
     FROM (SELECT *, lower(array_to_string(list_transform(msgs, lambda m: m.role || ': ' || m.content), chr(31))) AS p
           FROM (SELECT *, from_json(prompt, '[{"role":"VARCHAR","content":"VARCHAR"}]') AS msgs FROM interactions))
     WHERE user_id IS NULL OR user_id NOT IN (SELECT user_id FROM optouts)
@@ -97,8 +97,8 @@ ev AS (
                                   WHEN abs(length(e) - length(c)) >= 0.02 * greatest(length(e), length(c)) THEN 'edit'
                                   WHEN levenshtein(e, c) >= 0.02 * greatest(length(e), length(c)) THEN 'edit' END
         END AS d
-    FROM (SELECT f.*, CASE WHEN f.kind = 'edit' THEN b_norm(f.edited_text) END AS e,
-                      CASE WHEN f.kind = 'edit' THEN b_norm(i.completion) END AS c
+    FROM (SELECT f.*, CASE WHEN f.kind = 'edit' THEN build_normalize(f.edited_text) END AS e,
+                      CASE WHEN f.kind = 'edit' THEN build_normalize(i.completion) END AS c
           FROM feedback f JOIN i USING (interaction_id))
 ),
 o AS (
@@ -171,16 +171,18 @@ def child(what: str, db: str, out: str) -> None:
     """Run one measurement in this (fresh) process and print JSON."""
     import duckdb
 
-    from signals.build import MEMORY_LIMIT, _sql
+    from signals.build import BuildSettings
+    from signals.build.steps import sql
 
     t = time.perf_counter()
     if what == "floor":
         con = duckdb.connect(db, read_only=True)
         # the builder's DuckDB memory limit for its SQL steps; BENCH_FLOOR_MEMORY: a retry's
-        con.execute(f"SET memory_limit = '{os.environ.get('BENCH_FLOOR_MEMORY') or MEMORY_LIMIT}'")
+        memory = os.environ.get("BENCH_FLOOR_MEMORY") or BuildSettings.from_env().memory_limit
+        con.execute(f"SET memory_limit = '{memory}'")
         con.execute("SET preserve_insertion_order = false")
-        # the builder's whitespace normalization (the b_norm macro), so both normalize alike
-        con.execute(_sql("build_macros"))
+        # the builder's whitespace normalization (the build_normalize macro), so both normalize alike
+        con.execute(sql("build_macros"))
         path = Path(out) / "floor.parquet"
         con.execute(FLOOR.replace("$out", str(path)))
         keys = con.execute("SELECT interaction_id, origin FROM read_parquet(?) ORDER BY ALL", [str(path)]).fetchall()

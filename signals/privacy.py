@@ -11,8 +11,10 @@ interactions) skips those records.
 
 from __future__ import annotations
 
-import importlib
 from datetime import UTC, datetime, timedelta
+
+from signals import snapshot
+from signals.store import transaction
 
 
 def user_hash(user_id: str) -> str:
@@ -21,22 +23,13 @@ def user_hash(user_id: str) -> str:
     return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
 
 
-def _has_table(con, name: str) -> bool:
-    return bool(con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = ?", [name]).fetchone()[0])
-
-
 def optout(con, users: list[str]) -> dict:
     """Mark users as opted out: their data stays in the store and is never exported."""
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         before = con.execute("SELECT count(*) FROM optouts").fetchone()[0]
         for u in users:
             con.execute("INSERT INTO optouts VALUES (?, now()) ON CONFLICT DO NOTHING", [u])
         after = con.execute("SELECT count(*) FROM optouts").fetchone()[0]
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return {"users": len(users), "added": after - before, "opted_out_total": after}
 
 
@@ -45,8 +38,8 @@ _RAW_USER = r'"user_id"\s*:\s*"' + "{}" + '"'
 
 def forget(con, users: list[str], reason: str = "forget") -> dict:
     """Delete every interaction, feedback event (pending ones too) and quarantined record of
-    `users`; leave hashed tombstones; report (and, when the builder provides
-    `signals.build.revoke_snapshots`, revoke) the snapshots that held their data.
+    `users`; leave hashed tombstones; revoke (signals.snapshot.revoke) the snapshots that
+    held their data.
 
     Returns {"users", "interactions", "feedback", "quarantine", "snapshots": [versions],
     "revoked": bool}.
@@ -57,15 +50,11 @@ def forget(con, users: list[str], reason: str = "forget") -> dict:
     report = {"users": len(users), "interactions": 0, "feedback": 0, "quarantine": 0, "snapshots": [], "revoked": False}
     if not users:
         return report
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         con.execute("CREATE OR REPLACE TEMP TABLE forget_users AS SELECT unnest(?::VARCHAR[]) AS user_id", [users])
         con.execute("CREATE OR REPLACE TEMP TABLE forget_ids AS SELECT interaction_id FROM interactions "
                     "WHERE user_id IN (SELECT user_id FROM forget_users)")
-        if _has_table(con, "snapshot_members"):
-            report["snapshots"] = [r[0] for r in con.execute(
-                "SELECT DISTINCT version FROM snapshot_members WHERE user_id IN (SELECT user_id FROM forget_users) "
-                "OR interaction_id IN (SELECT interaction_id FROM forget_ids) ORDER BY version").fetchall()]
+        report["snapshots"] = snapshot.holding_users(con, users)
         report["feedback"] = con.execute(
             "DELETE FROM feedback WHERE user_id IN (SELECT user_id FROM forget_users) "
             "OR interaction_id IN (SELECT interaction_id FROM forget_ids)").fetchone()[0]
@@ -80,19 +69,9 @@ def forget(con, users: list[str], reason: str = "forget") -> dict:
         con.execute("INSERT INTO forgotten_interactions SELECT sha256(interaction_id), now() FROM forget_ids "
                     "ON CONFLICT DO NOTHING")
         con.execute("DROP TABLE forget_users; DROP TABLE forget_ids")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     if report["snapshots"]:
-        try:
-            build = importlib.import_module("signals.build")
-        except ImportError:
-            build = None
-        revoke = getattr(build, "revoke_snapshots", None)
-        if revoke is not None:
-            revoke(con, report["snapshots"], f"{reason}: {len(users)} user(s) forgotten")
-            report["revoked"] = True
+        snapshot.revoke(con, report["snapshots"], f"{reason}: {len(users)} user(s) forgotten")
+        report["revoked"] = True
     return report
 
 
@@ -107,8 +86,7 @@ def retain(con, days: int | None = None, *, now: datetime | None = None, save: b
     if days < 0:
         raise ValueError(f"--days must be >= 0, got {days}")
     cutoff = (now or datetime.now(UTC)) - timedelta(days=days)
-    con.execute("BEGIN TRANSACTION")
-    try:
+    with transaction(con):
         if save:
             con.execute("INSERT OR REPLACE INTO settings VALUES ('retention_days', ?)", [str(days)])
         con.execute("CREATE OR REPLACE TEMP TABLE old_ids AS SELECT interaction_id FROM interactions WHERE ts < ?", [cutoff])
@@ -117,8 +95,4 @@ def retain(con, days: int | None = None, *, now: datetime | None = None, save: b
         it = con.execute("DELETE FROM interactions WHERE interaction_id IN (SELECT interaction_id FROM old_ids)").fetchone()[0]
         q = con.execute("DELETE FROM quarantine WHERE quarantined_at < ?", [cutoff]).fetchone()[0]
         con.execute("DROP TABLE old_ids")
-        con.execute("COMMIT")
-    except BaseException:
-        con.execute("ROLLBACK")
-        raise
     return {"days": days, "cutoff": cutoff.isoformat(), "interactions": it, "feedback": fb, "quarantine": q}

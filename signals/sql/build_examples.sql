@@ -12,19 +12,19 @@
 -- outcome (NULL: none; the chosen side of a choice need not have one). A table, not a CTE:
 -- it is scanned by several branches below, and a table is built once (and spills) where a
 -- CTE could be re-joined per branch.
-CREATE OR REPLACE TEMP TABLE b_o AS
+CREATE OR REPLACE TEMP TABLE build_kept_interactions AS
 SELECT i.rid, i.interaction_id, o.outcome, o.origin, d.edit_hash, i.completion_hash, i.prompt_key, i.ts,
     i.cap_user, i.regen_scope,
     -- whether the last user message is a benchmark prompt (a flag, not the key): rows stay narrow
-    coalesce(i.last_user_key IN (SELECT key FROM b_bench), false) AS in_bench,
+    coalesce(i.last_user_key IN (SELECT key FROM build_benchmark_keys), false) AS in_bench,
     CASE WHEN getvariable('b_split_method') = 'time' THEN i.ts >= getvariable('b_cutoff')
          ELSE i.split_bucket < getvariable('b_eval_fraction') * 1000000 END AS is_eval
-FROM b_int i LEFT JOIN b_out o USING (rid)
-LEFT JOIN b_edits d ON o.outcome = 'edit' AND d.rid = o.rid
+FROM build_interactions i LEFT JOIN build_outcomes o USING (rid)
+LEFT JOIN build_edited_texts d ON o.outcome = 'edit' AND d.rid = o.rid
 WHERE i.excluded IS NULL;
--- of b_int, the rest of the build needs only what the manifest and the PII pass read
-CREATE OR REPLACE TEMP TABLE b_int AS SELECT rid, excluded, pii FROM b_int;
-CREATE OR REPLACE TEMP TABLE b_cand AS
+-- of build_interactions, the rest of the build needs only what the manifest and the PII pass read
+CREATE OR REPLACE TEMP TABLE build_interactions AS SELECT rid, excluded, pii FROM build_interactions;
+CREATE OR REPLACE TEMP TABLE build_candidates AS
 WITH choices AS (       -- the latest choice per unordered pair of candidates
     SELECT max_by(struct_pack(chosen := interaction_id, other := other_interaction_id), struct_pack(ts, event_id)) AS c
     FROM feedback
@@ -34,7 +34,7 @@ WITH choices AS (       -- the latest choice per unordered pair of candidates
 ),
 regen_groups AS (  -- groups (same normalized prompt, maybe same user/session) with both outcomes
     SELECT prompt_key, regen_scope AS scope
-    FROM b_o o
+    FROM build_kept_interactions o
     WHERE outcome IN ('accept', 'reject') AND getvariable('b_from_regen')
     GROUP BY ALL
     HAVING min(outcome) <> max(outcome)
@@ -44,7 +44,7 @@ regen AS (         -- the first b_max_regen of each outcome in a seeded order (o
         o.is_eval, g.scope, row_number() OVER (
             PARTITION BY g.prompt_key, g.scope, o.outcome
             ORDER BY md5_number_lower(getvariable('b_seed') || chr(31) || o.interaction_id), o.rid) AS r
-    FROM b_o o JOIN regen_groups g
+    FROM build_kept_interactions o JOIN regen_groups g
       ON g.prompt_key = o.prompt_key
      AND g.scope = o.regen_scope
     WHERE o.outcome IN ('accept', 'reject')
@@ -56,14 +56,14 @@ SELECT 'sft' AS kind, origin::VARCHAR AS origin, rid, interaction_id, NULL::BIGI
        NULL::VARCHAR AS other_id, NULL::BOOLEAN AS label, false AS a_edit, NULL::BOOLEAN AS b_other,
        completion_hash AS a_hash, NULL::UBIGINT AS b_hash, NULL::VARCHAR AS pre_drop, ts, cap_user, prompt_key,
        in_bench, is_eval
-FROM b_o o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
+FROM build_kept_interactions o WHERE outcome = 'accept' AND getvariable('b_sft') AND getvariable('b_sft_accept')
 UNION ALL
 SELECT 'sft', origin, rid, interaction_id, NULL, NULL, NULL, true, NULL, edit_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
-FROM b_o o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
+FROM build_kept_interactions o WHERE outcome = 'edit' AND getvariable('b_sft') AND getvariable('b_sft_edit')
 -- preference pairs from edits: chosen = edit, rejected = original (trivial edits are no edits)
 UNION ALL
 SELECT 'pref', 'edit', rid, interaction_id, NULL, NULL, NULL, true, false, edit_hash, completion_hash, NULL, ts, cap_user, prompt_key, in_bench, is_eval
-FROM b_o o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
+FROM build_kept_interactions o WHERE outcome = 'edit' AND getvariable('b_pref') AND getvariable('b_pref_edit')
 -- preference pairs from explicit choices
 UNION ALL
 SELECT 'pref', 'choose', a.rid, a.interaction_id, b.rid, b.interaction_id, NULL, false, true,
@@ -72,8 +72,8 @@ SELECT 'pref', 'choose', a.rid, a.interaction_id, b.rid, b.interaction_id, NULL,
          WHEN getvariable('b_choose_same_prompt') AND a.prompt_key <> b.prompt_key THEN 'choose_prompt_mismatch' END,
     a.ts, a.cap_user, a.prompt_key, a.in_bench, a.is_eval
 FROM choices ch
-JOIN b_o a ON a.interaction_id = ch.c.chosen
-JOIN b_o b ON b.interaction_id = ch.c.other
+JOIN build_kept_interactions a ON a.interaction_id = ch.c.chosen
+JOIN build_kept_interactions b ON b.interaction_id = ch.c.other
 -- preference pairs from regenerations: the r-th accepted vs the r-th rejected of a group
 UNION ALL
 SELECT 'pref', 'regen', a.rid, a.interaction_id, b.rid, b.interaction_id, NULL, false, true,
@@ -87,24 +87,24 @@ WHERE a.outcome = 'accept' AND b.outcome = 'reject' AND a.r <= getvariable('b_ma
 -- KTO: accept -> desirable, reject -> undesirable, edit -> both
 UNION ALL
 SELECT 'kto', origin, rid, interaction_id, NULL, NULL, outcome = 'accept', false, NULL, completion_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
-FROM b_o o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
+FROM build_kept_interactions o WHERE outcome IN ('accept', 'reject') AND getvariable('b_kto')
 UNION ALL
 SELECT 'kto', 'edit', rid, interaction_id, NULL, NULL, true, true, NULL, edit_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
-FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto')
+FROM build_kept_interactions o WHERE outcome = 'edit' AND getvariable('b_kto')
 UNION ALL
 SELECT 'kto', 'edit', rid, interaction_id, NULL, NULL, false, false, NULL, completion_hash, NULL, NULL, ts, cap_user, prompt_key, in_bench, is_eval
-FROM b_o o WHERE outcome = 'edit' AND getvariable('b_kto')
+FROM build_kept_interactions o WHERE outcome = 'edit' AND getvariable('b_kto')
 )
 -- narrow rows (7M at 5M events): enums, not strings, and rids, not ids
 SELECT kind::ENUM('kto', 'pref', 'sft') AS kind,
     origin::ENUM('accept', 'choose', 'edit', 'rate', 'regen', 'reject') AS origin,
     rid, other_rid, label, a_edit, b_other, a_hash, b_hash,
     pre_drop::ENUM('choose_prompt_mismatch', 'identical_texts') AS pre_drop, ts, prompt_key, in_bench, is_eval
-    -- cap:begin (build.py drops this block when there is no per-user cap: no columns of NULLs)
+    -- cap:begin (signals/build/steps.py drops this block when there is no per-user cap: no columns of NULLs)
     -- the user and the per-user cap's seeded, stable order of examples
     , cap_user, md5_number_lower(getvariable('b_seed') || chr(31) || interaction_id || chr(31) || origin
         || chr(31) || coalesce(other_id, '') || chr(31) || coalesce(label::VARCHAR, '')) AS cap_order
     -- cap:end
 FROM cand;
--- b_cand holds what selection needs; drop what only candidates needed
-DROP TABLE b_o;
+-- build_candidates holds what selection needs; drop what only candidates needed
+DROP TABLE build_kept_interactions;

@@ -1,8 +1,8 @@
 -- Build step 1: every interaction, parsed once, with the FIRST reason it is excluded
 -- (NULL = kept), its hashed normalized prompt and its split bucket. Parameters are session variables
--- (getvariable('b_*')) set by signals/build.py from the recipe with bound values; b_norm is
--- build_macros.sql's.
-CREATE OR REPLACE TEMP TABLE b_int AS
+-- (getvariable('b_*')) set by signals/build/steps.py from the recipe with bound values;
+-- build_normalize is build_macros.sql's.
+CREATE OR REPLACE TEMP TABLE build_interactions AS
 WITH forgotten AS (          -- users whose tombstone (sha256 of user_id) is in the store
     SELECT u.user_id
     FROM (SELECT DISTINCT user_id FROM interactions WHERE user_id IS NOT NULL) u
@@ -29,8 +29,8 @@ measured AS (
     SELECT * EXCLUDE (p_text, u_text),
         coalesce(list_sum(list_transform(prompt, lambda m: length(coalesce(m.content, '')))), 0) AS prompt_chars,
         length(completion) AS completion_chars,
-        md5_number_lower(b_norm(p_text)) AS prompt_key,        -- the normalized prompt, hashed
-        md5_number_lower(b_norm(u_text)) AS last_user_key
+        md5_number_lower(build_normalize(p_text)) AS prompt_key,   -- the normalized prompt, hashed
+        md5_number_lower(build_normalize(u_text)) AS last_user_key
     FROM texts
 ),
 judged AS (

@@ -7,7 +7,7 @@
 -- Ties in time: edit > reject > accept, then event_id. An accept after an edit confirms
 -- the edit when b_accept_keeps_edit.
 -- First every edit on its own (the one step that reads texts): trivial, empty or a real edit.
-CREATE OR REPLACE TEMP TABLE b_edit_judged AS
+CREATE OR REPLACE TEMP TABLE build_edit_verdicts AS
 SELECT event_id,
     CASE
         WHEN e = '' THEN 'empty'
@@ -18,15 +18,15 @@ SELECT event_id,
         ELSE 'edit'
     END AS verdict
 FROM (
-    SELECT f.event_id, b_norm(f.edited_text) AS e, b_norm(i.completion) AS c
+    SELECT f.event_id, build_normalize(f.edited_text) AS e, build_normalize(i.completion) AS c
     FROM feedback f JOIN interactions i ON i.interaction_id = f.interaction_id
     WHERE f.kind = 'edit' AND f.edited_text IS NOT NULL
 );
-CREATE OR REPLACE TEMP TABLE b_out AS
+CREATE OR REPLACE TEMP TABLE build_outcomes AS
 WITH kept AS (
-    SELECT interaction_id, rid FROM b_int WHERE excluded IS NULL
+    SELECT interaction_id, rid FROM build_interactions WHERE excluded IS NULL
 ),
-events AS MATERIALIZED (     -- keyed by rid (the interaction's row in the store), as is b_out
+events AS MATERIALIZED (     -- keyed by rid (the interaction's row in the store), as is build_outcomes
     SELECT k.rid, f.ts, f.event_id, f.kind, j.verdict = 'trivial' AS trivial,
         CASE f.kind
             WHEN 'accept' THEN 'accept'
@@ -39,7 +39,7 @@ events AS MATERIALIZED (     -- keyed by rid (the interaction's row in the store
                                                            THEN 'accept' END END
         END AS decision
     FROM feedback f JOIN kept k ON k.interaction_id = f.interaction_id
-    LEFT JOIN b_edit_judged j ON f.kind = 'edit' AND j.event_id = f.event_id
+    LEFT JOIN build_edit_verdicts j ON f.kind = 'edit' AND j.event_id = f.event_id
     UNION ALL      -- the candidate not chosen
     SELECT k.rid, f.ts, f.event_id, 'choose', false, 'reject'
     FROM feedback f JOIN kept k ON k.interaction_id = f.other_interaction_id
@@ -67,11 +67,11 @@ FROM (
     FROM latest l FULL JOIN trivial t USING (rid) LEFT JOIN last_edit e USING (rid)
 );                 -- outcome NULL: a trivial edit, nothing decisive (interactions with neither are left out)
 -- the edited texts of edit outcomes (the export joins them; PII redaction updates them)
-CREATE OR REPLACE TEMP TABLE b_edits AS
+CREATE OR REPLACE TEMP TABLE build_edited_texts AS
 SELECT o.rid, f.edited_text, hash(f.edited_text) AS edit_hash
-FROM b_out o JOIN feedback f ON f.event_id = o.last_edit_event
+FROM build_outcomes o JOIN feedback f ON f.event_id = o.last_edit_event
 WHERE o.outcome = 'edit';
 -- done with the per-edit verdicts (their memory is the export's)
-DROP TABLE b_edit_judged;
--- the rest of the build needs of b_out only the outcome, its origin and the trivial edits
-CREATE OR REPLACE TEMP TABLE b_out AS SELECT rid, outcome, origin, had_trivial_edit FROM b_out;
+DROP TABLE build_edit_verdicts;
+-- the rest of the build needs of build_outcomes only the outcome, its origin and the trivial edits
+CREATE OR REPLACE TEMP TABLE build_outcomes AS SELECT rid, outcome, origin, had_trivial_edit FROM build_outcomes;

@@ -89,11 +89,11 @@ def test_promote_needs_a_promote_decision_or_a_forced_reason(store):
 def test_revoked_snapshot_taints_runs_and_blocks_promotion(tmp_path, store):
     con, _ = store
     promote(con, "r1")
-    from signals.build import revoke_snapshots
+    from signals.snapshot import revoke
 
     con.execute("INSERT INTO snapshots (version, recipe_name, path, manifest, created_at) "
                 "VALUES ('v1', 'demo', ?, '{}', now())", [str(tmp_path / "snap")])
-    assert revoke_snapshots(con, ["v1"], "signals forget u3") == ["v1"]
+    assert revoke(con, ["v1"], "signals forget u3") == ["v1"]
     assert tainted(con, "r2")[0] and "signals forget u3" in tainted(con, "r2")[1]
     listed = {r["run_id"]: r for r in list_runs(con)}
     assert listed["r1"]["tainted"] and listed["r1"]["aliases"] == ["production"]

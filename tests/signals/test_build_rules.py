@@ -10,6 +10,7 @@ import pytest
 
 from signals.build import build_snapshot, kto_weights
 from signals.recipe import RecipeError, normalize
+from signals.store import open_store
 from tests.signals.store_helpers import T0, TinyStore
 
 
@@ -35,7 +36,7 @@ def build(store: TinyStore, tmp_path, **recipe):
         else:
             r[section] = values
     snap = build_snapshot(r, store.path, tmp_path / "snaps")
-    store.con = __import__("signals.store", fromlist=["open_store"]).open_store(store.path)
+    store.con = open_store(store.path)
     return snap
 
 
@@ -406,14 +407,14 @@ def test_pii_behind_json_escapes_in_prompts_is_redacted(store, tmp_path):
 def test_text_normalization_collapses_whitespace_runs_and_trims_unicode_spaces():
     import duckdb
 
-    from signals.build import _sql
+    from signals.build.steps import sql
 
     con = duckdb.connect()
-    con.execute(_sql("build_macros"))
+    con.execute(sql("build_macros"))
     cases = {" a  b ": "a b", "a\tb\n": "a b", "\u00a0a": "a", "a\u3000": "a", "a\u2009b": "a\u2009b",
              "a b": "a b", "": "", "\u00e9t\u00e9 ": "\u00e9t\u00e9", " \u00a0x": "x"}
     for text, want in cases.items():
-        assert con.execute("SELECT b_norm(?)", [text]).fetchone()[0] == want, repr(text)
+        assert con.execute("SELECT build_normalize(?)", [text]).fetchone()[0] == want, repr(text)
 
 
 def test_pii_prefilter_never_skips_a_text_the_redactor_changes():
@@ -423,7 +424,7 @@ def test_pii_prefilter_never_skips_a_text_the_redactor_changes():
     import duckdb
 
     from signals import pii
-    from signals.build import PII_PREFILTER
+    from signals.build.redact import PII_PREFILTER
 
     samples = ["mail bob@example.com", "+1 415-555-0132", "4111 1111 1111 1111", "10.0.0.1", "fe80::1",
                "sk-" + "a" * 24, "AKIA" + "B" * 16, "ghp_" + "c" * 36, "xoxb-1234567890ab", "AIza" + "d" * 35,

@@ -1,12 +1,14 @@
-"""Proof that snapshots are what TRL expects: each kind, loaded with `datasets`, trains one
-optimizer step of the matching TRL trainer on the tiny local model; the chat template is
-applied once and the final EOS is a trained label."""
+"""Proof that snapshots are what TRL expects: each kind, read as a `datasets.Dataset` the
+way train/ reads it (signals.snapshot), trains one optimizer step of the matching TRL
+trainer on the tiny local model; the chat template is applied once and the final EOS is a
+trained label."""
 
 from __future__ import annotations
 
 import pytest
 
 from signals.build import build_snapshot
+from signals.snapshot import COLUMNS
 from tests.signals.store_helpers import TinyStore
 
 pytestmark = pytest.mark.filterwarnings("ignore::UserWarning")
@@ -25,14 +27,22 @@ def snapshot(tmp_path_factory):
     return build_snapshot({"name": "trl", "split": {"eval_fraction": 0.2}}, s.path, tmp / "snaps")
 
 
-def _load(snapshot, kind, cache):
+def _load(snapshot, kind):
+    train = snapshot.dataset(kind, "train", columns=COLUMNS[kind])
+    assert train.num_rows == snapshot.manifest["counts"][kind]["train"] > 0
+    assert train.column_names == list(COLUMNS[kind])
+    return {"train": train}
+
+
+def test_snapshot_dataset_is_what_load_dataset_reads(snapshot, tmp_path):
     from datasets import load_dataset
 
-    # train only: `datasets` refuses a Parquet file with 0 rows ("corresponds to no data"),
-    # and a small snapshot may have an empty eval split for a kind
-    ds = load_dataset("parquet", data_files={"train": snapshot.data_files(kind)["train"]}, cache_dir=str(cache))
-    assert ds["train"].num_rows == snapshot.manifest["counts"][kind]["train"] > 0
-    return ds
+    # train only: `load_dataset` refuses a Parquet file with 0 rows ("corresponds to no data");
+    # Snapshot.dataset gives None for it instead
+    for kind in ("sft", "pref", "kto"):
+        loaded = load_dataset("parquet", data_files={"train": snapshot.data_files(kind)["train"]},
+                              cache_dir=str(tmp_path / "cache"))["train"]
+        assert snapshot.dataset(kind, "train").to_list() == loaded.to_list()
 
 
 def _params(model):
@@ -54,7 +64,7 @@ def test_sft_one_step_on_messages(snapshot, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    ds = _load(snapshot, "sft", tmp_path / "cache")
+    ds = _load(snapshot, "sft")
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = _params(model)
@@ -68,7 +78,7 @@ def test_sft_template_applied_once_and_final_eos_is_trained(snapshot, tiny_model
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import SFTConfig, SFTTrainer
 
-    ds = _load(snapshot, "sft", tmp_path / "cache")
+    ds = _load(snapshot, "sft")
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     trainer = SFTTrainer(model=model, processing_class=tok, train_dataset=ds["train"].select_columns(["messages"]),
@@ -95,7 +105,7 @@ def test_dpo_one_step_on_pairs(snapshot, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
-    ds = _load(snapshot, "pref", tmp_path / "cache")
+    ds = _load(snapshot, "pref")
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = _params(model)
@@ -115,7 +125,7 @@ def test_kto_one_step_with_manifest_weights(snapshot, tiny_model_dir, tmp_path):
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import KTOConfig, KTOTrainer
 
-    ds = _load(snapshot, "kto", tmp_path / "cache")
+    ds = _load(snapshot, "kto")
     tok = AutoTokenizer.from_pretrained(tiny_model_dir)
     model = AutoModelForCausalLM.from_pretrained(tiny_model_dir)
     before = _params(model)
