@@ -24,7 +24,7 @@ $(STAMP): pyproject.toml constraints.txt
 
 # The scheduled pipeline on the simulated product; a second call with no new logs does nothing.
 demo: $(STAMP)
-	$(PY) -m scripts.nightly +exp=demo $(DEMO_ARGS)
+	$(PY) -m scripts nightly +exp=demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

@@ -1,44 +1,50 @@
-"""python -m eval: evaluate and gate a candidate, and manage the registry.
+"""`python -m eval VERB [options] [overrides]`: evaluate and gate a candidate, manage the registry.
 
-    python -m eval +exp=NAME [candidate=RUN_DIR] [baseline=MODEL] [key=value ...]
+    python -m eval run +exp=NAME [candidate=RUN_DIR] [baseline=MODEL] [eval.batch_size=32]
     python -m eval registry [--json]
     python -m eval promote RUN [--force --reason TEXT]
     python -m eval rollback [--reason TEXT]
+    python -m eval dashboard --out dashboard
 
-The default command composes conf/ with Hydra exactly like `python -m train`
-(so `eval.*` and `gate.*` overrides work) and evaluates RUN_DIR, or the newest
-run under `{output_root}/{exp_name}/`. `baseline` is a model folder or hub id,
-`production` (the run the alias points to), or by default the run's base model.
-Exit status: 0 when an evaluation completed (whatever the decision), 2 on bad input.
+`run` composes conf/ like `python -m train` (so `eval.*` and `gate.*` overrides work;
+`candidate=`, `baseline=`, `snapshot=` are short for `eval.candidate=` ...), evaluates
+RUN_DIR or the newest run under `{output_root}/{exp_name}/`, and promotes it when the
+gate says so and `gate.auto_promote` is on. `run` is the default verb:
+`python -m eval +exp=NAME` is `python -m eval run +exp=NAME`.
 """
 
 from __future__ import annotations
 
-import argparse
 import json
-import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from signals.cli import Verb, add_store, store_overrides
+from signals.cli import main as run_cli
+
 SHORTHANDS = {"candidate": "eval.candidate", "baseline": "eval.baseline", "snapshot": "eval.snapshot"}
-
-
-def _default_store() -> str:
-    return os.environ.get("SIGNALS_DB", "data/signal.duckdb")
 
 
 def compose(overrides: list[str]):
     """The root config with `candidate=`/`baseline=`/`snapshot=` mapped into `eval.`."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
+    import signals.fetch  # noqa: F401  (registers the ${real_data:NAME} resolver the real-data exps use)
+    from eval.settings import problems, register_schemas
+    from signals.config import ConfigError
+    from signals.config import compose as compose_tree
+    from signals.recipe import Recipe
+    from signals.recipe import register_schema as register_recipe
 
     mapped = []
     for o in overrides:
         key, eq, value = o.partition("=")
         mapped.append(f"{SHORTHANDS[key]}={value}" if eq and key in SHORTHANDS else o)
-    with initialize_config_dir(config_dir=str(ROOT / "conf"), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=mapped)
+    register_recipe()
+    register_schemas()
+    cfg = compose_tree(mapped, schemas={"data": Recipe})
+    found = problems(cfg)
+    if found:
+        raise ConfigError("; ".join(found))
+    return cfg
 
 
 def latest_run(output_root: str, exp_name: str) -> Path:
@@ -52,14 +58,22 @@ def latest_run(output_root: str, exp_name: str) -> Path:
     return max(runs, key=lambda p: p.stat().st_mtime)
 
 
-def cmd_eval(argv: list[str]) -> int:
-    """Evaluate a candidate run against the baseline and apply the gate."""
-    from eval.harness import evaluate
+def run(args) -> int:
+    """Evaluate a candidate run against the baseline, apply the gate, promote if it passes.
 
-    cfg = compose(argv)
+    Exit 0 when the evaluation completed, whatever the decision (printed with its reasons)."""
+    from eval.harness import evaluate
+    from eval.registry import promote_if_allowed
+
+    cfg = compose(store_overrides(args))
     candidate = cfg.eval.get("candidate") or latest_run(cfg.output_root, cfg.exp_name)
     result = evaluate(cfg, str(candidate))
+    result["promoted"], why = promote_if_allowed(str(cfg.store), result, cfg.gate,
+                                                 pointer_dir=cfg.eval.registry.pointer_dir)
     print(format_result(result))
+    if not result["promoted"] and result["decision"] == "promote":
+        print(f"  ({why})")
+    print(f"dashboard: python -m eval dashboard --store {cfg.store}")
     return 0
 
 
@@ -78,25 +92,23 @@ def format_result(result: dict) -> str:
     return "\n".join(lines)
 
 
-def cmd_registry(argv: list[str]) -> int:
+def _run_args(p) -> None:
+    p.add_argument("--store", default=None, metavar="FILE", help="the signal store (the override store=FILE)")
+
+
+def registry(args) -> int:
     """List registered runs: latest decision, aliases, tainted (revoked snapshot)."""
     from eval.registry import alias_history, list_runs
-    from signals.store import open_store
+    from signals.store import default_db, store
 
-    p = argparse.ArgumentParser(prog="python -m eval registry", description=cmd_registry.__doc__)
-    p.add_argument("--json", action="store_true", help="print JSON (runs and alias history)")
-    p.add_argument("--store", default=_default_store())
-    a = p.parse_args(argv)
-    con = open_store(a.store)
-    try:
+    path = args.store or default_db()
+    with store(path, read_only=True, wait=args.wait) as con:
         runs, history = list_runs(con), alias_history(con)
-    finally:
-        con.close()
-    if a.json:
+    if args.json:
         print(json.dumps({"runs": runs, "aliases": history}, indent=2, default=str))
         return 0
     if not runs:
-        print(f"no runs registered in {a.store}")
+        print(f"no runs registered in {path} (evaluate one: python -m eval run +exp=NAME --store {path})")
         return 0
     for alias in sorted({h["alias"] for h in history}):
         target = next((r["run_id"] for r in runs if alias in r["aliases"]), None)
@@ -110,69 +122,87 @@ def cmd_registry(argv: list[str]) -> int:
     return 0
 
 
-def cmd_promote(argv: list[str]) -> int:
-    """Point `production` at RUN (run id or run dir); needs a promote decision unless --force."""
-    from eval.registry import promote
-    from signals.store import open_store
+def _registry_args(p) -> None:
+    add_store(p)
+    p.add_argument("--json", action="store_true", help="print JSON (runs and alias history)")
 
-    p = argparse.ArgumentParser(prog="python -m eval promote", description=cmd_promote.__doc__)
+
+def promote(args) -> int:
+    """Point an alias (default production) at RUN; needs a promote decision unless --force."""
+    from eval.registry import promote as move
+    from signals.store import default_db, store
+
+    path = args.store or default_db()
+    if not Path(path).is_file():
+        from signals.store import StoreMissing
+
+        raise StoreMissing(f"signal store {path} does not exist: nothing is registered there")
+    with store(path, wait=args.wait) as con:
+        run_id = move(con, args.run, alias=args.alias, pointer_dir=args.pointer_dir, force=args.force,
+                      reason=args.reason)
+    print(f"{args.alias} -> {run_id}")
+    return 0
+
+
+def _alias_args(p) -> None:
+    p.add_argument("--alias", default="production", help="the alias to move (default production)")
+    p.add_argument("--reason", help="why (recorded in the alias history)")
+    p.add_argument("--pointer-dir", default="runs", help="where {alias}.json is written (default runs)")
+    add_store(p)
+
+
+def _promote_args(p) -> None:
     p.add_argument("run", help="run id or run directory")
-    p.add_argument("--alias", default="production")
     p.add_argument("--force", action="store_true", help="override the gate (needs --reason)")
-    p.add_argument("--reason")
-    p.add_argument("--store", default=_default_store())
-    p.add_argument("--pointer-dir", default="runs", help="where {alias}.json is written")
-    a = p.parse_args(argv)
-    con = open_store(a.store)
-    try:
-        run_id = promote(con, a.run, alias=a.alias, pointer_dir=a.pointer_dir, force=a.force, reason=a.reason)
-    finally:
-        con.close()
-    print(f"{a.alias} -> {run_id}")
+    _alias_args(p)
+
+
+def rollback(args) -> int:
+    """Move an alias (default production) back to the run it pointed to before the current one."""
+    from eval.registry import rollback as move_back
+    from signals.store import default_db, store
+
+    path = args.store or default_db()
+    if not Path(path).is_file():
+        from signals.store import StoreMissing
+
+        raise StoreMissing(f"signal store {path} does not exist: nothing is registered there")
+    with store(path, wait=args.wait) as con:
+        target = move_back(con, alias=args.alias, pointer_dir=args.pointer_dir, reason=args.reason)
+    print(f"{args.alias} -> {target or '(none)'}")
     return 0
 
 
-def cmd_rollback(argv: list[str]) -> int:
-    """Move `production` back to the run it pointed to before the current one."""
-    from eval.registry import rollback
-    from signals.store import open_store
+def dashboard(args) -> int:
+    """Build the static HTML dashboard (index + one page per evaluation) from the store."""
+    from eval.dashboard.build import dashboard as build
+    from signals.store import StoreMissing, default_db
 
-    p = argparse.ArgumentParser(prog="python -m eval rollback", description=cmd_rollback.__doc__)
-    p.add_argument("--alias", default="production")
-    p.add_argument("--reason")
-    p.add_argument("--store", default=_default_store())
-    p.add_argument("--pointer-dir", default="runs")
-    a = p.parse_args(argv)
-    con = open_store(a.store)
-    try:
-        target = rollback(con, alias=a.alias, pointer_dir=a.pointer_dir, reason=a.reason)
-    finally:
-        con.close()
-    print(f"{a.alias} -> {target or '(none)'}")
-    return 0
+    path = args.store or default_db()
+    if not Path(path).is_file():
+        raise StoreMissing(f"signal store {path} does not exist: nothing to show (pass --store FILE)")
+    return build(out=args.out, db=path)
 
 
-from eval.dashboard import cmd_dashboard  # noqa: E402  (light; plotly loads only when it runs)
+def _dashboard_args(p) -> None:
+    p.add_argument("--out", default="dashboard", help="folder to write (default dashboard)")
+    add_store(p, wait=None)
 
-COMMANDS = {"registry": cmd_registry, "promote": cmd_promote, "rollback": cmd_rollback,
-            "dashboard": cmd_dashboard}
+
+VERBS = {
+    "run": Verb(run, _run_args, "python -m eval run +exp=smoke", overrides=True),
+    "registry": Verb(registry, _registry_args, "python -m eval registry --store data/smoke/signal.duckdb"),
+    "promote": Verb(promote, _promote_args, "python -m eval promote RUN_ID --store data/smoke/signal.duckdb"),
+    "rollback": Verb(rollback, _alias_args, "python -m eval rollback --reason 'bad answers' "
+                     "--store data/smoke/signal.duckdb"),
+    "dashboard": Verb(dashboard, _dashboard_args, "python -m eval dashboard --store data/smoke/signal.duckdb "
+                      "--out dashboard"),
+}
 
 
 def main(argv: list[str] | None = None) -> int:
-    from eval import EvalError
-
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if argv and argv[0] in ("-h", "--help"):
-        print(__doc__)
-        for name, fn in {"(default)": cmd_eval, **COMMANDS}.items():
-            print(f"  {name:10} {fn.__doc__.splitlines()[0]}")
-        return 0
-    fn = COMMANDS.get(argv[0]) if argv else None
-    try:
-        return fn(argv[1:]) if fn else cmd_eval(argv)
-    except EvalError as e:
-        print(f"eval: error: {e}", file=sys.stderr)
-        return 2
+    return run_cli("python -m eval", "Evaluate and gate a candidate, manage the registry and the dashboard.",
+                   VERBS, argv, default="run")
 
 
 if __name__ == "__main__":

@@ -1,37 +1,27 @@
-"""Read a snapshot's eval splits (contract 1: manifest.json + Parquet per kind).
+"""A snapshot's eval splits as validated rows, read through `signals.snapshot` (contract 1).
 
-Only the eval split is read here; train sees the same files through its own loader.
-Rows are validated so a malformed record fails with its file, row and field.
+`signals.snapshot` owns the snapshot (kinds, files, revocation); here each row of an
+eval split is checked so a malformed record fails with its file, row and field.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from pathlib import Path
 
 from eval import EvalError
-from signals.manifest import read_manifest
-
-KINDS = ("sft", "pref", "kto")
-EXTRAS = ("interaction_id", "app", "task", "user_id", "origin")
+from signals import snapshot as snapshots
+from signals.snapshot import EXTRAS, KINDS, Snapshot
 
 
-@dataclass
-class Snapshot:
-    version: str
-    path: Path
-    manifest: dict
-
-
-def open_snapshot(path: str | Path) -> Snapshot:
-    """The snapshot at `path` (a `{snapshot_root}/{version}` directory)."""
-    path = Path(path)
-    manifest_file = path / "manifest.json"
-    if not manifest_file.is_file():
-        raise EvalError(f"snapshot {path}: no manifest.json (is it a snapshot directory?)")
-    manifest = read_manifest(manifest_file, EvalError)
-    return Snapshot(version=str(manifest.get("version", path.name)), path=path, manifest=manifest)
+def open_snapshot(path: str | Path, store: str | None = None, run_id: str | None = None) -> Snapshot:
+    """The snapshot at `path`; a missing, broken or revoked one is an EvalError."""
+    try:
+        return snapshots.open(path, store=store)
+    except snapshots.SnapshotRevoked as e:
+        raise EvalError(f"{e}; run {run_id or '?'} is tainted and is not evaluated") from None
+    except snapshots.SnapshotError as e:
+        raise EvalError(str(e)) from None
 
 
 def _messages(value, file: Path, row: int, field: str, *, n: int | None = None) -> list[dict]:
@@ -54,14 +44,13 @@ def read_split(snapshot: Snapshot, kind: str, split: str = "eval",
     sft rows become {"prompt": msgs, "completion": [assistant msg], ...extras};
     pref rows keep prompt/chosen/rejected; kto rows keep prompt/completion/label.
     """
-    import pyarrow.parquet as pq
-
     if kind not in KINDS:
         raise ValueError(f"unknown split kind {kind!r}; expected one of {KINDS}")
-    file = snapshot.path / kind / f"{split}.parquet"
-    if not file.is_file():
-        raise EvalError(f"snapshot {snapshot.version}: {file} is missing")
-    rows = pq.read_table(file).to_pylist()
+    file = snapshot.file(kind, split)
+    try:
+        rows = snapshot.table(kind, split).to_pylist()
+    except snapshots.SnapshotError as e:
+        raise EvalError(str(e)) from None
     if max_examples is not None:
         rows = rows[: int(max_examples)]
     out = []

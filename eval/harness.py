@@ -9,8 +9,9 @@ candidate (one model in memory at a time, same tokenizer template, batch size an
 decoding): score preference pairs, SFT completions and KTO completions, generate
 answers; judge the answers pairwise; compute paired metrics with bootstrap
 intervals; apply the gate; write per-example Parquet under
-`{run_dir}/eval/{eval_id}/`; record runs, eval_results and decisions in the store;
-move `production` when the gate promotes and `gate.auto_promote` is on.
+`{run_dir}/eval/{eval_id}/`; record runs, eval_results and decisions in the store's
+registry, the one record of every decision. Moving `production` is the next stage
+(`eval.registry.promote_if_allowed`), run by the stage chain and `python -m eval run`.
 
 Bad input (missing run, empty split a gated metric needs, NaN score, a model that
 cannot load) raises EvalError after recording an `inconclusive` decision.
@@ -21,7 +22,6 @@ from __future__ import annotations
 import gc
 import json
 import uuid
-from contextlib import contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -56,15 +56,11 @@ def _plain(node) -> dict:
     return dict(node)
 
 
-@contextmanager
 def _store(path):
-    from signals.store import open_store
+    """A short write connection to the store (waits for another writer; never held while scoring)."""
+    from signals.store import store
 
-    con = open_store(path)
-    try:
-        yield con
-    finally:
-        con.close()
+    return store(path)
 
 
 def evaluate(cfg, run_dir: str | Path) -> dict:
@@ -99,24 +95,17 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
         raise
     metrics = result.pop("_metrics")
     if record:
-        from eval.registry import promote, record_evaluation
+        from eval.registry import record_evaluation
 
         with _store(store) as con:
             record_evaluation(con, eval_id=eval_id, run_id=run.run_id, metrics=metrics, decision=result,
                               gate_config=gcfg, eval_config=ecfg, baseline=result["baseline"],
                               snapshot_version=result["snapshot_version"],
                               examples_dir=result["examples_dir"])
-            if result["decision"] == "promote" and gcfg.get("auto_promote", False):
-                try:
-                    promote(con, run.run_id, pointer_dir=reg.get("pointer_dir"), eval_id=eval_id)
-                    result["promoted"] = True
-                except EvalError as e:          # e.g. tainted snapshot: decision stands, alias stays
-                    result["reasons"].append(f"not promoted: {e}")
     if reg.get("mlflow"):
         from eval.tracking import log_to_mlflow
 
         log_to_mlflow(run, result, metrics)
-    (Path(result["examples_dir"]) / "decision.json").write_text(json.dumps(result, indent=2, default=str) + "\n")
     return result
 
 
@@ -240,10 +229,7 @@ def _device(spec: str | None) -> str:
 
 
 def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
-    snapshot = open_snapshot(_snapshot_path(cfg, ecfg, run))
-    if (snapshot.path / "REVOKED.json").exists():
-        raise EvalError(f"snapshot {snapshot.version} at {snapshot.path} was revoked (REVOKED.json); "
-                        f"run {run.run_id} is tainted and is not evaluated")
+    snapshot = open_snapshot(_snapshot_path(cfg, ecfg, run), store, run.run_id)
     splits, notes = _load_splits(snapshot, ecfg, gcfg)
     boot = Bootstrap.from_cfg(ecfg.get("bootstrap"))
     label, load_baseline = _resolve_baseline(cfg, ecfg, run, store)
@@ -276,6 +262,8 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
     _write_examples(examples_dir, tables, eval_id, run.run_id)
     return {**decision, "eval_id": eval_id, "run_id": run.run_id, "baseline": label,
             "snapshot_version": snapshot.version, "notes": notes, "promoted": False,
+            "primary": gcfg.get("primary"), "guards": dict(gcfg.get("guards") or {}),
+            "confidence": boot.confidence,
             "metrics": {m.name: m.as_dict() for m in metrics}, "examples_dir": str(examples_dir),
             "_metrics": metrics}
 

@@ -18,6 +18,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval import EvalError
+from signals.store import transaction
 
 PRODUCTION = "production"
 
@@ -38,8 +39,7 @@ def record_evaluation(con, *, eval_id: str, run_id: str, metrics: list, decision
                       snapshot_version: str | None, examples_dir: str | None) -> None:
     """Store every metric row and the decision of one evaluation, atomically."""
     now = _now()
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         for m in metrics:
             con.execute("INSERT OR REPLACE INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 eval_id, run_id, m.name, _f(m.baseline), _f(m.candidate), _f(m.diff), _f(m.ci_low),
@@ -48,10 +48,6 @@ def record_evaluation(con, *, eval_id: str, run_id: str, metrics: list, decision
             eval_id, run_id, decision["decision"], json.dumps(decision.get("reasons", [])),
             json.dumps(gate_config, default=str), json.dumps(eval_config, default=str), baseline,
             snapshot_version, examples_dir, decision.get("error"), now])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def _f(x):
@@ -84,15 +80,10 @@ def alias_target(con, alias: str = PRODUCTION) -> str | None:
 
 
 def _move(con, alias, action, run_id, previous, eval_id, reason) -> None:
-    con.execute("BEGIN")
-    try:
+    with transaction(con):
         seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM aliases").fetchone()[0]
         con.execute("INSERT INTO aliases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                     [seq, alias, action, run_id, previous, eval_id, reason, _now()])
-        con.execute("COMMIT")
-    except Exception:
-        con.execute("ROLLBACK")
-        raise
 
 
 def latest_decision(con, run_id: str) -> dict | None:
@@ -138,6 +129,22 @@ def promote(con, run_ref: str, *, alias: str = PRODUCTION, pointer_dir: str | No
           reason or (f"gate decision {eval_id}" if eval_id else None))
     write_pointer(con, alias, pointer_dir)
     return run_id
+
+
+def promote_if_allowed(store: str, result: dict, gate, *, pointer_dir: str | None) -> tuple[bool, str]:
+    """The promote stage: move `production` when `result` says promote and `gate.auto_promote` is on."""
+    from signals.store import store as open_store
+
+    if result.get("decision") != "promote":
+        return False, f"the gate said {result.get('decision')}"
+    if not (gate or {}).get("auto_promote", False):
+        return False, f"gate.auto_promote is off: promote by hand (python -m eval promote {result['run_id']})"
+    with open_store(store) as con:
+        try:
+            promote(con, result["run_id"], pointer_dir=pointer_dir, eval_id=result.get("eval_id"))
+        except EvalError as e:          # e.g. tainted snapshot: the decision stands, the alias stays
+            return False, f"not promoted: {e}"
+    return True, f"production -> {result['run_id']}"
 
 
 def rollback(con, *, alias: str = PRODUCTION, pointer_dir: str | None = None,

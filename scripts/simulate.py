@@ -17,7 +17,7 @@ are noise. Logs are written in the native schema (DESIGN.md) as daily files:
                                     interactions (logs are not ordered across files),
                                     and a few lines are malformed (they end in quarantine)
 
-    python -m scripts.simulate --out data/landing --days 3 --per-day 150 --seed 0
+    python -m scripts simulate --out data/landing --days 3 --per-day 150 --seed 0
 
 The same seed gives byte-identical files. `--start` picks the first day, so a
 nightly job can be fed new days without repeating old ones.
@@ -25,7 +25,6 @@ nightly job can be fed new days without repeating old ones.
 
 from __future__ import annotations
 
-import argparse
 import json
 import random
 from datetime import UTC, date, datetime, timedelta
@@ -224,23 +223,3 @@ def simulate(out_dir: str | Path, *, days: int = 3, per_day: int = 150, seed: in
         fpath.write_text("".join(line + "\n" for line in lines))
         written += [fpath, ipath]   # feedback first: early events must wait for their interactions
     return written
-
-
-def main(argv: list[str] | None = None) -> None:
-    p = argparse.ArgumentParser(prog="python -m scripts.simulate", description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
-    p.add_argument("--out", default="data/landing", help="landing folder for the log files")
-    p.add_argument("--days", type=int, default=3)
-    p.add_argument("--per-day", type=int, default=150, help="interactions per day")
-    p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--start", type=date.fromisoformat, default=date(2026, 11, 1), help="first day, YYYY-MM-DD")
-    p.add_argument("--noise", type=float, default=0.1, help="share of random reactions")
-    p.add_argument("--flip", action="store_true", help="users prefer the plain answers (label-flipped signal)")
-    args = p.parse_args(argv)
-    files = simulate(args.out, days=args.days, per_day=args.per_day, seed=args.seed,
-                     start=args.start, noise=args.noise, flip=args.flip)
-    print(f"wrote {len(files)} files to {args.out}")
-
-
-if __name__ == "__main__":
-    main()

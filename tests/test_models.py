@@ -54,7 +54,7 @@ def test_tiny_is_deterministic_under_seed(tmp_path):
 
 def test_tiny_cli(tmp_path):
     out = tmp_path / "cli-tiny"
-    subprocess.run([sys.executable, "-m", "train.models", "tiny", "--out", str(out),
+    subprocess.run([sys.executable, "-m", "train", "tiny", "--out", str(out),
                     "--hidden-size", "32"], cwd=ROOT, check=True, capture_output=True)
     assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
 

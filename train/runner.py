@@ -21,7 +21,8 @@ from omegaconf import DictConfig, OmegaConf
 from train.config import method_nodes, peft_node
 from train.methods import METHODS, load_object
 from train.rundir import write_json
-from train.snapshots import SnapshotRef, from_config, load_split
+from signals.snapshot import Snapshot
+from signals.snapshot import open as open_snapshot
 
 
 def final_dir(cfg: DictConfig) -> Path:
@@ -34,7 +35,7 @@ def stage_dirs(cfg: DictConfig) -> list[tuple[DictConfig, Path]]:
             for i, node in enumerate(method_nodes(cfg))]
 
 
-def trl_args(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: SnapshotRef, has_eval: bool):
+def trl_args(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: Snapshot, has_eval: bool):
     """The TRL *Config for one method: `method.args` first, run-level defaults under it."""
     import torch
 
@@ -117,17 +118,17 @@ def last_checkpoint(output_dir: str | Path) -> str | None:
     return str(max(done, key=lambda p: int(p.name.split("-")[-1]))) if done else None
 
 
-def build_trainer(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: SnapshotRef,
+def build_trainer(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: Snapshot,
                   previous: Path | None):
     """The TRL trainer of one method, data prepared (tokenized, labelled) but not trained."""
     from train.models import load_tokenizer
 
     spec = METHODS[node.name]
-    train_ds = load_split(snapshot, spec.kind, "train", spec.columns)
+    train_ds = snapshot.dataset(spec.kind, "train", spec.columns)
     if train_ds is None:
         raise RuntimeError(f"snapshot {snapshot.version}: {spec.kind}/train.parquet has no rows; "
                            f"method {node.name} has nothing to train on")
-    eval_ds = load_split(snapshot, spec.kind, "eval", spec.columns)
+    eval_ds = snapshot.dataset(spec.kind, "eval", spec.columns)
     # the TRL config sets up the distributed state first: ZeRO-3 init needs it before loading
     args = trl_args(cfg, node, stage_dir, snapshot, has_eval=eval_ds is not None)
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(cfg.run_dir) / "tensorboard" / stage_dir.name)
@@ -141,7 +142,7 @@ def build_trainer(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: 
 
 
 def train_method(cfg: DictConfig, node: DictConfig, stage_dir: Path, out_dir: Path,
-                 snapshot: SnapshotRef, previous: Path | None) -> dict:
+                 snapshot: Snapshot, previous: Path | None) -> dict:
     """Train one method to out_dir, resuming its newest checkpoint; return its metrics."""
     trainer = build_trainer(cfg, node, stage_dir, snapshot, previous)
     last = last_checkpoint(trainer.args.output_dir)
@@ -171,11 +172,20 @@ def train_method(cfg: DictConfig, node: DictConfig, stage_dir: Path, out_dir: Pa
     return metrics
 
 
+def frozen_snapshot(cfg: DictConfig) -> Snapshot:
+    """The snapshot the parent froze into the run config: every rank reads the same files."""
+    snap = (cfg.get("resolved") or {}).get("snapshot")
+    if not snap:
+        raise RuntimeError("the run config has no resolved snapshot: run with the build stage, "
+                           "or pass snapshot=VERSION_OR_PATH")
+    return open_snapshot(snap["path"])
+
+
 def run_stages(cfg: DictConfig) -> None:
     """Every method of the run in order; finished ones (done.json) are skipped."""
     from accelerate import PartialState
 
-    snapshot = from_config(cfg)
+    snapshot = frozen_snapshot(cfg)
     stages = stage_dirs(cfg)
     previous: Path | None = None
     for i, (node, stage_dir) in enumerate(stages):

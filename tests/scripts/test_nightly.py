@@ -33,7 +33,7 @@ def overrides(tmp: Path, model_dir: Path, *, flip: bool = False, **extra) -> lis
 
 def nightly(args: list[str], **kw) -> subprocess.CompletedProcess:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    return subprocess.run([sys.executable, "-m", "scripts.nightly", *args], cwd=ROOT, env=env,
+    return subprocess.run([sys.executable, "-m", "scripts", "nightly", *args], cwd=ROOT, env=env,
                           capture_output=True, text=True, timeout=600, **kw)
 
 
@@ -91,7 +91,7 @@ def test_a_new_day_below_the_threshold_is_skipped(first_run):
 def test_overlapping_runs_and_a_killed_run_resumes(tmp_path, tiny_model_dir):
     args = overrides(tmp_path, tiny_model_dir, **{"method.args.num_train_epochs": 6})
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONUNBUFFERED": "1"}
-    first = subprocess.Popen([sys.executable, "-m", "scripts.nightly", *args], cwd=ROOT, env=env,
+    first = subprocess.Popen([sys.executable, "-m", "scripts", "nightly", *args], cwd=ROOT, env=env,
                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     try:
         deadline = time.monotonic() + 300
