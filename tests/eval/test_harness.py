@@ -34,6 +34,16 @@ def _production(tmp_path):
         con.close()
 
 
+def evaluate_and_promote(cfg, run_dir):
+    """The eval and promote stages, as the stage chain and `python -m eval run` run them."""
+    from eval.registry import promote_if_allowed
+
+    result = evaluate(cfg, run_dir)
+    result["promoted"], _ = promote_if_allowed(str(cfg.store), result, cfg.gate,
+                                               pointer_dir=cfg.eval.registry.pointer_dir)
+    return result
+
+
 def test_gate_rejects_candidate_trained_on_label_flipped_signal(tmp_path, flipped_run):
     result = evaluate(compose_cfg(tmp_path), str(flipped_run))
     acc = result["metrics"]["preference_accuracy"]
@@ -50,7 +60,7 @@ def test_gate_rejects_candidate_trained_on_label_flipped_signal(tmp_path, flippe
 
 
 def test_good_candidate_is_promoted_with_records_and_examples(tmp_path, good_run):
-    result = evaluate(compose_cfg(tmp_path), str(good_run))
+    result = evaluate_and_promote(compose_cfg(tmp_path), str(good_run))
     assert result["decision"] == "promote" and result["promoted"], result["reasons"]
     assert result["metrics"]["preference_accuracy"]["ci_low"] > 0
     assert _production(tmp_path) == "good"
@@ -62,19 +72,18 @@ def test_good_candidate_is_promoted_with_records_and_examples(tmp_path, good_run
     con.close()
     assert rows["preference_accuracy"] == 60 and rows["kto_auc"] == 120 and rows["winrate"] == 8
 
-    ex = tmp_path / ".." / result["examples_dir"]
     pref = pq.read_table(f"{result['examples_dir']}/pref.parquet")
     assert pref.num_rows == 60 and {"interaction_id", "base_margin", "cand_margin", "eval_id"} <= set(pref.column_names)
     win = pq.read_table(f"{result['examples_dir']}/winrate.parquet").to_pylist()
     assert len(win) == 8 and {"base_answer", "cand_answer", "outcome", "judge_details"} <= set(win[0])
-    assert json.loads((ex / "decision.json").read_text())["decision"] == "promote"
+    assert not (tmp_path / result["examples_dir"] / "decision.json").exists()     # the registry holds decisions
 
 
 def test_lora_adapter_run_and_production_baseline(tmp_path, tiny_model_dir, snapshot, good_run):
     adapter = train_run(tiny_model_dir, tmp_path / "runs" / "lora" / "a1", snapshot, adapter=True, steps=8)
-    evaluate(compose_cfg(tmp_path), str(good_run))                    # good -> production
+    evaluate_and_promote(compose_cfg(tmp_path), str(good_run))        # good -> production
     result = evaluate(compose_cfg(tmp_path, "baseline=production", "eval.metrics=[preference,kto]",
-                                  "~gate.guards"), str(adapter))
+                                  "~gate.guards.sft_loglik"), str(adapter))
     assert result["baseline"] == "production:good"
     assert result["decision"] in {"reject", "inconclusive"}          # not better than production
     assert _production(tmp_path) == "good"
@@ -133,7 +142,7 @@ def test_openai_judge_through_config(tmp_path, good_run, monkeypatch):
     with FakeEndpoint() as ep:
         result = evaluate(compose_cfg(tmp_path, "eval/judge=openai", f"eval.judge.base_url={ep.url}",
                                       "eval.judge.api_key_env=JUDGE_KEY", "eval.judge.backoff_s=0.01",
-                                      "eval.metrics=[preference,winrate]", "~gate.guards",
+                                      "eval.metrics=[preference,winrate]", "~gate.guards.sft_loglik",
                                       "eval.generation.max_prompts=4"), str(good_run))
         assert ep.requests == 8                                        # 4 prompts x both orders
     w = result["metrics"]["winrate"]

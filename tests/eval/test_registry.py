@@ -119,6 +119,7 @@ def test_cli_registry_promote_rollback(tmp_path, store, capsys):
 
 
 def test_registry_cli_does_not_import_torch(tmp_path):
+    open_store(tmp_path / "s.duckdb").close()
     code = ("import sys, runpy; sys.argv = ['eval', 'registry', '--store', sys.argv[1]]\n"
             "try:\n    runpy.run_module('eval', run_name='__main__')\nexcept SystemExit:\n    pass\n"
             "assert 'torch' not in sys.modules and 'transformers' not in sys.modules, 'heavy import'")
@@ -126,6 +127,12 @@ def test_registry_cli_does_not_import_torch(tmp_path):
                        capture_output=True, text=True, timeout=60)
     assert r.returncode == 0, r.stderr
     assert "no runs registered" in r.stdout
+
+
+def test_registry_refuses_a_missing_store_and_creates_nothing(tmp_path, capsys):
+    missing = tmp_path / "missing.duckdb"
+    assert main(["registry", "--store", str(missing)]) == 2
+    assert "does not exist" in capsys.readouterr().err and not missing.exists()
 
 
 def test_mlflow_logging_uses_aliases(tmp_path, monkeypatch):

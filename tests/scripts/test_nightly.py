@@ -53,10 +53,10 @@ def test_first_run_trains_evaluates_promotes_and_builds_the_dashboard(first_run)
     tmp, _, res = first_run
     assert res.returncode == EXIT_OK, res.stdout + res.stderr
     log = stages(res.stdout)
-    assert {"ingest", "build", "plan", "train+eval", "dashboard"} <= set(log), res.stdout
+    assert {"ingest", "build", "plan", "train", "eval", "promote", "dashboard"} <= set(log), res.stdout
     assert log["ingest"]["interactions"] > 0 and log["ingest"]["quarantined"] > 0   # malformed lines
     assert log["plan"]["status"] == "train"
-    assert log["train+eval"]["status"] == "promote" and log["train+eval"]["promoted"]
+    assert log["eval"]["decision"] == "promote" and log["promote"]["promoted"]
     assert (tmp / "runs" / "production.json").exists()
     assert (tmp / "dashboard" / "index.html").exists()
     assert all(isinstance(line["seconds"], float | int) for line in log.values())
@@ -71,7 +71,7 @@ def test_second_run_with_no_new_logs_does_nothing(first_run):
     assert log["ingest"]["skipped_files"] == log["ingest"]["files"]
     assert log["plan"]["status"] == "done"
     assert "nothing to do" in res.stderr
-    assert "train+eval" not in log
+    assert "train" not in log and "eval" not in log
     assert sorted((tmp / "runs" / "demo").iterdir()) == runs_before
 
 
@@ -118,7 +118,7 @@ def test_overlapping_runs_and_a_killed_run_resumes(tmp_path, tiny_model_dir):
     assert manifest["snapshot_version"]
 
 
-def test_lock_held_means_exit_4(tmp_path, tiny_model_dir):
+def test_lock_held_means_exit_3(tmp_path, tiny_model_dir):
     args = overrides(tmp_path, tiny_model_dir)
     with run_lock(tmp_path / "nightly.lock"):
         res = nightly(args)
@@ -135,4 +135,4 @@ def test_a_candidate_trained_on_flipped_signal_is_rejected(first_run, tmp_path, 
     args = overrides(tmp_path, tiny_model_dir, flip=True, **{"eval.snapshot": str(true_snapshot)})
     res = nightly(args)
     assert res.returncode == EXIT_NOT_PROMOTED, res.stdout + res.stderr
-    assert stages(res.stdout)["train+eval"]["status"] == "reject"
+    assert stages(res.stdout)["eval"]["decision"] == "reject"

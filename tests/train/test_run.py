@@ -79,13 +79,14 @@ def test_lora_save_merged_writes_a_servable_model(run_overrides, tmp_path):
 
 def test_final_eos_is_a_trained_label_and_nothing_is_doubled(run_overrides, tmp_path):
     """The "model never stops" bug: the eos closing the answer must be in the labels."""
-    from train.config import compose
+    from scripts.config import compose
     from train.rundir import fix_run_dir
     from train.runner import build_trainer
-    from train.snapshots import resolve
+    from scripts import stages
 
     cfg, _ = fix_run_dir(compose(["+exp=smoke", *run_overrides]))
-    trainer = build_trainer(cfg, cfg.method, tmp_path / "stage", resolve(cfg), None)
+    ctx = stages.run(stages.Context(cfg), ["ingest", "build"])
+    trainer = build_trainer(cfg, cfg.method, tmp_path / "stage", ctx.snapshot, None)
     tok = trainer.processing_class
     assert tok.pad_token_id != tok.eos_token_id
     examples = [trainer.train_dataset[i] for i in range(8)]

@@ -30,7 +30,8 @@ def test_unknown_method_arg_names_the_valid_fields(run_overrides, no_model_load,
 
 def test_trl_field_passes_through(run_overrides, no_model_load, capsys):
     """`method.args.X` accepts any real field of the TRL config (here a DPO one)."""
-    from train.config import compose, validate
+    from scripts.config import compose
+    from train.config import validate
 
     cfg = compose(["+exp=smoke", *run_overrides, "+then.dpo.args.label_smoothing=0.1",
                    "then.dpo.args.beta=0.05"])
