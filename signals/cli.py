@@ -131,12 +131,24 @@ def main(prog: str, summary: str, verbs: dict[str, Verb], argv: list[str] | None
         return EXIT_USAGE
     verb = verbs[name]
     parser = _parser(prog, name, verb)
+    _check_options(parser, rest)
     args = parser.parse_intermixed_args(rest) if verb.overrides else parser.parse_args(rest)
     if verb.overrides:
         bad = [o for o in args.overrides if "=" not in o]
         if bad:
             parser.error(f"{bad[0]!r} is not an override: write KEY=VALUE (e.g. +exp=smoke or seed=1)")
     return run_verb(prog, verb, args)
+
+
+def _check_options(parser: Parser, argv: list[str]) -> None:
+    """An unknown `--option` fails first, naming the close match (before positionals confuse argparse)."""
+    options = [s for a in parser._actions for s in a.option_strings if s.startswith("--")]
+    for token in argv:
+        if token == "--":
+            return
+        name = token.split("=", 1)[0]
+        if token.startswith("--") and not any(o.startswith(name) for o in options):
+            parser.error(f"unrecognized arguments: {token}")
 
 
 def run_verb(prog: str, verb: Verb, args: argparse.Namespace) -> int:
