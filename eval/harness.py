@@ -165,7 +165,7 @@ def _load_splits(snapshot, ecfg, gcfg) -> tuple[dict, list[str]]:
     return splits, notes
 
 
-def _score_side(model, tok, splits, ecfg, side: str) -> dict:
+def _score_side(model, tok, splits, ecfg, side: str, bar) -> dict:
     """Per-example scores and answers for one model (the same settings for both sides)."""
     from eval.scoring import encode, generate, score_encoded
 
@@ -175,14 +175,18 @@ def _score_side(model, tok, splits, ecfg, side: str) -> dict:
         rows = splits["pref"]
         enc = encode(tok, [r["prompt"] for r in rows] * 2,
                      [r["chosen"] for r in rows] + [r["rejected"] for r in rows], ml)
-        lp, nt = score_encoded(model, enc, tok.pad_token_id, batch_size=bs, desc=f"{side}: pref")
+        bar.set_postfix_str(f"{side}: pref")
+        lp, nt = score_encoded(model, enc, tok.pad_token_id, batch_size=bs)
+        bar.update()
         n = len(rows)
         out["pref"] = {"lp_c": lp[:n], "lp_r": lp[n:], "nt_c": nt[:n], "nt_r": nt[n:]}
     for split in ("sft", "kto"):
         if split in splits:
             rows = splits[split]
             enc = encode(tok, [r["prompt"] for r in rows], [r["completion"] for r in rows], ml)
-            lp, nt = score_encoded(model, enc, tok.pad_token_id, batch_size=bs, desc=f"{side}: {split}")
+            bar.set_postfix_str(f"{side}: {split}")
+            lp, nt = score_encoded(model, enc, tok.pad_token_id, batch_size=bs)
+            bar.update()
             out[split] = {"lp": lp, "nt": nt}
     for split, d in out.items():
         ids = [r["interaction_id"] for r in splits[split]]
@@ -190,12 +194,14 @@ def _score_side(model, tok, splits, ecfg, side: str) -> dict:
             if key.startswith("lp"):
                 check_finite(arr, f"{side} model, {split} eval split ({key})", ids)
     if "gen" in splits:
+        bar.set_postfix_str(f"{side}: generate")
         g = dict(ecfg.get("generation") or {})
         out["gen"] = generate(model, tok, [r["prompt"] for r in splits["gen"]],
                               max_new_tokens=g.get("max_new_tokens", 64), do_sample=g.get("do_sample", False),
                               temperature=g.get("temperature", 1.0), top_p=g.get("top_p", 1.0),
                               seed=g.get("seed", 0), batch_size=int(g.get("batch_size", bs)),
-                              max_length=ml, desc=f"{side}: generate")
+                              max_length=ml)
+        bar.update()
     return out
 
 
@@ -240,24 +246,35 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
         from eval.judges import build_judge
 
         judge = build_judge({**(ecfg.get("judge") or {}), "device": device}, store)
+    from tqdm.auto import tqdm
+
+    from train.console import quiet
+
+    bar = tqdm(total=2 * len(splits), desc="eval", unit="split", disable=quiet(), leave=False)
     try:
         cand_model, cand_tok = load_run_model(run, cfg.get("model"))
         template = cand_tok.chat_template
-        cand = _score_side(cand_model.to(device), cand_tok, splits, ecfg, "candidate")
+        cand = _score_side(cand_model.to(device), cand_tok, splits, ecfg, "candidate", bar)
         del cand_model
         gc.collect()
         base_model, base_tok = load_baseline(template)
-        base = _score_side(base_model.to(device), base_tok, splits, ecfg, "baseline")
+        base = _score_side(base_model.to(device), base_tok, splits, ecfg, "baseline", bar)
         del base_model
         gc.collect()
         outcomes = judge.compare(splits["gen"], cand["gen"], base["gen"]) if judge else None
     finally:
+        bar.close()
         if judge is not None:
             judge.close()
 
     metrics, tables = _metrics(splits, base, cand, outcomes, boot, ecfg)
     by_name = {m.name: m for m in metrics}
     decision = decide(by_name, gcfg)
+    if "gen" in splits:
+        empty = _empty_answers(base["gen"], cand["gen"], ecfg)
+        notes += empty
+        if empty and "winrate" in decision.get("checks", {}):
+            decision["reasons"] += empty
     examples_dir = Path(run.run_dir) / "eval" / eval_id
     _write_examples(examples_dir, tables, eval_id, run.run_id)
     return {**decision, "eval_id": eval_id, "run_id": run.run_id, "baseline": label,
@@ -266,6 +283,19 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
             "confidence": boot.confidence,
             "metrics": {m.name: m.as_dict() for m in metrics}, "examples_dir": str(examples_dir),
             "_metrics": metrics}
+
+
+def _empty_answers(base_answers: list[str], cand_answers: list[str], ecfg) -> list[str]:
+    """Say so when generated answers are empty: a win rate of ties between two empty answers means nothing."""
+    out = []
+    max_new = (ecfg.get("generation") or {}).get("max_new_tokens", 64)
+    for side, answers in (("baseline", base_answers), ("candidate", cand_answers)):
+        n = sum(not (a or "").strip() for a in answers)
+        if n and n * 2 >= len(answers):
+            out.append(f"{side}: {n} of {len(answers)} generated answers are empty; the win rate compares "
+                       f"nothing there (check the chat template, eval.generation.max_new_tokens={max_new}, "
+                       "or a model that emits its end token at once)")
+    return out
 
 
 def _metrics(splits, base, cand, outcomes, boot, ecfg):

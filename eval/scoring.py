@@ -17,6 +17,7 @@ from collections.abc import Sequence
 import numpy as np
 
 from eval import EvalError
+from train.console import quiet
 
 
 def encode(tokenizer, prompts: Sequence[list[dict]], completions: Sequence[list[dict]],
@@ -117,7 +118,7 @@ def score_encoded(model, encoded, pad_id: int, *, batch_size: int = 16,
     batches = [order[s:s + batch_size] for s in range(0, n, batch_size)]
     device = _device(model)
     with torch.inference_mode():
-        for idx in tqdm(batches, desc=desc, disable=desc is None or len(batches) < 2, leave=False):
+        for idx in tqdm(batches, desc=desc, disable=desc is None or len(batches) < 2 or quiet(), leave=False):
             ids, attn, comp = collate([encoded[i] for i in idx], pad_id, device)
             sums, counts = completion_logps(model, ids, attn, comp)
             logp[idx] = sums.double().cpu().numpy()
@@ -174,7 +175,7 @@ def generate(model, tokenizer, prompts: Sequence[list[dict]], *, max_new_tokens:
     batches = [texts[s:s + batch_size] for s in range(0, len(texts), batch_size)]
     try:
         with torch.inference_mode():
-            for b, chunk in enumerate(tqdm(batches, desc=desc, disable=desc is None, leave=False)):
+            for b, chunk in enumerate(tqdm(batches, desc=desc, disable=desc is None or quiet(), leave=False)):
                 enc = tokenizer(chunk, return_tensors="pt", padding=True, add_special_tokens=False,
                                 truncation=bool(max_length), max_length=max_length)
                 enc = {k: v.to(device) for k, v in enc.items()}

@@ -16,6 +16,7 @@ from signals.cli import main as run_cli
 
 def _nightly_args(p) -> None:
     p.add_argument("--store", default=None, metavar="FILE", help="the signal store (the override store=FILE)")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: the JSON line of each stage only")
 
 
 def simulate(args) -> int:

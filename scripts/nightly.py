@@ -123,7 +123,9 @@ def nightly(args) -> int:
     Nothing to do when no new signal arrived; a killed run resumes where it stopped."""
     from scripts.config import compose
     from train.config import validate
+    from train.console import configure
 
+    configure(args.quiet)
     t = time.monotonic()
     cfg = compose(store_overrides(args))
     validate(cfg)

@@ -36,6 +36,9 @@ def run(args) -> int:
     from scripts import stages as chain
     from scripts.config import compose
     from train.config import validate
+    from train.console import configure
+
+    configure(args.quiet)
     from train.launch import launch
     from train.rundir import FROZEN, fix_run_dir, load_frozen, wait_for_frozen
 
@@ -78,6 +81,7 @@ def summary(ctx) -> str:
         lines.append(f"train: gate decision: {r['decision'].upper()}"
                      + ("  (production moved to this run)" if r.get("promoted") else ""))
         lines += [f"  - {reason}" for reason in r["reasons"]]
+        lines += [f"  note: {note}" for note in r.get("notes", [])]
         lines.append(f"train: per-example results: {r['examples_dir']}")
         lines.append(f"train: dashboard: python -m eval dashboard --store {ctx.cfg.store}")
     return "\n".join(lines)
@@ -85,6 +89,7 @@ def summary(ctx) -> str:
 
 def _run_args(p) -> None:
     p.add_argument("--cfg", action="store_true", help="print the resolved config and exit")
+    p.add_argument("--quiet", action="store_true", help="no progress bars: one line per stage and the summary")
     p.add_argument("--store", default=None, metavar="FILE", help="the signal store (the override store=FILE)")
 
 

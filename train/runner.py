@@ -19,6 +19,7 @@ from pathlib import Path
 from omegaconf import DictConfig, OmegaConf
 
 from train.config import method_nodes, peft_node
+from train.console import quiet
 from train.methods import METHODS, load_object
 from train.rundir import write_json
 from signals.snapshot import Snapshot
@@ -50,7 +51,7 @@ def trl_args(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: Snaps
         "include_num_input_tokens_seen": "non_padding",
         "save_strategy": "steps",
         "eval_strategy": "no",
-        "disable_tqdm": False,
+        "disable_tqdm": quiet(),
     }
     if tracking.get("project"):
         defaults["project"] = str(tracking.project)

@@ -12,6 +12,10 @@ import sys
 def run_worker(frozen_path: str) -> None:
     import torch
 
+    from train.console import configure
+
+    configure()
+
     from train.rundir import load_frozen
     from train.runner import run_stages
 
