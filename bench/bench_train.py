@@ -79,6 +79,24 @@ def realistic_rows(n: int, seed: int = 0) -> dict:
             "kto": {"train": [], "eval": []}}
 
 
+def write_snapshot(root: Path, rows: dict, name: str) -> Path:
+    """The bench rows as a snapshot folder (schema from signals.snapshot, the contract's owner)."""
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    from signals.snapshot import schema
+
+    path = root / f"{name}-0001"
+    for kind, splits in rows.items():
+        (path / kind).mkdir(parents=True, exist_ok=True)
+        for split, items in splits.items():
+            pq.write_table(pa.Table.from_pylist(items, schema=schema(kind)), path / kind / f"{split}.parquet")
+    counts = {k: {s: len(v) for s, v in splits.items()} for k, splits in rows.items()}
+    (path / "manifest.json").write_text(json.dumps({"version": path.name, "recipe": {"name": name},
+                                                    "counts": counts, "kto_weights": {}}))
+    return path
+
+
 def run_train(model_dir: Path, snap: Path, out: Path, args: dict) -> dict:
     overrides = [f"method.args.{k}={v}" for k, v in args.items() if k != "seed"]
     cmd = [sys.executable, "-m", "train", "model=tiny", f"model.name_or_path={model_dir}",
@@ -102,13 +120,12 @@ def tps(r: dict) -> float:
 
 
 def main() -> None:
-    from train.builtin import write_snapshot
     from train.models import build_tiny
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-train-"))
     print(f"threads per process: 1 (OMP_NUM_THREADS); load average at start: {os.getloadavg()[0]:.1f}")
     model_dir = build_tiny(tmp / "model", hidden_size=256, num_layers=4, num_heads=4, vocab_size=512)
-    snap = write_snapshot(tmp / "snaps", realistic_rows(N_CHATS), {"name": "bench"}, prefix="bench")
+    snap = write_snapshot(tmp / "snaps", realistic_rows(N_CHATS), "bench")
     lengths = []
     from transformers import AutoTokenizer
 
