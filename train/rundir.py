@@ -16,10 +16,9 @@ from __future__ import annotations
 import json
 import os
 import time
+from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-
-from dataclasses import dataclass
 
 import yaml
 from omegaconf import DictConfig, OmegaConf, open_dict

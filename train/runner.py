@@ -18,12 +18,12 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
+from signals.snapshot import Snapshot
+from signals.snapshot import open as open_snapshot
 from train.config import method_nodes, peft_node
 from train.console import quiet
 from train.methods import METHODS, load_object
 from train.rundir import write_json
-from signals.snapshot import Snapshot
-from signals.snapshot import open as open_snapshot
 
 
 def final_dir(cfg: DictConfig) -> Path:

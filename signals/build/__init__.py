@@ -122,18 +122,3 @@ def _progress(enabled: bool | None):
     if enabled is None:
         enabled = sys.stderr.isatty()
     return tqdm(total=len(steps.STEPS) + 2, disable=not enabled, unit="step")
-
-
-# TEMPORARY re-exports until callers move to signals.snapshot
-Snapshot = snapshot.Snapshot
-SnapshotRevoked = snapshot.SnapshotRevoked
-KINDS, SPLITS, REVOKED_MARKER = snapshot.KINDS, snapshot.SPLITS, snapshot.REVOKED_MARKER
-is_revoked = snapshot.is_revoked
-list_snapshots = snapshot.list_snapshots
-revoke_snapshots = snapshot.revoke
-snapshots_with_users = snapshot.holding_users
-
-
-def load_snapshot(root: str | os.PathLike, version: str) -> snapshot.Snapshot:
-    """TEMPORARY: snapshot.open(version, root=root)."""
-    return snapshot.open(version, root=root)

@@ -79,10 +79,10 @@ def test_lora_save_merged_writes_a_servable_model(run_overrides, tmp_path):
 
 def test_final_eos_is_a_trained_label_and_nothing_is_doubled(run_overrides, tmp_path):
     """The "model never stops" bug: the eos closing the answer must be in the labels."""
+    from scripts import stages
     from scripts.config import compose
     from train.rundir import fix_run_dir
     from train.runner import build_trainer
-    from scripts import stages
 
     cfg, _ = fix_run_dir(compose(["+exp=smoke", *run_overrides]))
     ctx = stages.run(stages.Context(cfg), ["ingest", "build"])
