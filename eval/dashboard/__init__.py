@@ -7,7 +7,7 @@ and writes a self-contained site: Plotly's bundled JS is vendored into
 
 
 def cmd_dashboard(argv: list[str]) -> int:
-    """Build the static HTML dashboard (index + one page per eval): dashboard [--out DIR] [--db FILE]."""
+    """Build the static HTML dashboard (index + one page per eval): dashboard [--out DIR] [--store FILE]."""
     from eval.dashboard.build import main
 
     return main(argv)

@@ -11,7 +11,6 @@ it: open index.html from the file system, or `python -m http.server -d dashboard
 from __future__ import annotations
 
 import argparse
-import math
 import re
 import shutil
 import sys
@@ -19,52 +18,18 @@ from datetime import UTC, datetime
 from importlib import resources
 from pathlib import Path
 
-from eval.dashboard import charts
+from eval.dashboard import charts, terms
 from eval.dashboard import examples as ex
 from eval.dashboard.data import SiteData, load, snapshot_manifest, snapshot_path
+from eval.dashboard.terms import METRICS, fmt_amount, fmt_diff, fmt_value, is_pct, metric_label
 
-# Plain-language names and display formats of the metrics eval writes.
-METRICS = {
-    "preference_accuracy": ("Picks the answer users preferred", "pct"),
-    "preference_accuracy_norm": ("Picks the answer users preferred (length-adjusted)", "pct"),
-    "preference_margin": ("How strongly it prefers the users' answer (nats)", "num"),
-    "preference_margin_norm": ("How strongly it prefers the users' answer (nats per token)", "num"),
-    "sft_loglik": ("Likelihood of answers users accepted or wrote (nats per token)", "num"),
-    "kto_auc": ("Tells good answers from bad ones (AUC, 0.5 = chance)", "num"),
-    "winrate": ("Judge prefers the candidate's answer", "pct"),
-    "judge_score": ("Judge's score of the answers", "num"),
-}
+__all__ = ["METRICS", "build_site", "dashboard", "fmt_diff", "fmt_value", "is_pct", "main", "metric_label"]
+
 DECISION_WORDS = {
     "promote": "Promote: the new model is better",
     "reject": "Reject: the new model is not better",
     "inconclusive": "Inconclusive: not enough evidence either way",
 }
-
-
-def metric_label(name: str) -> str:
-    return METRICS.get(name, (name.replace("_", " ").capitalize(), "num"))[0]
-
-
-def is_pct(metric: str) -> bool:
-    return METRICS.get(metric, ("", "num"))[1] == "pct"
-
-
-def fmt_value(x, metric: str = "") -> str:
-    """A metric value for a table: percent for rates, 3 decimals otherwise; '–' when missing."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if is_pct(metric):
-        return f"{x:.1%}"
-    return f"{x:.3f}"
-
-
-def fmt_diff(x, metric: str = "") -> str:
-    """A signed difference: percentage points for rates."""
-    if x is None or (isinstance(x, float) and not math.isfinite(x)):
-        return "–"
-    if is_pct(metric):
-        return f"{x * 100:+.1f} pts"
-    return f"{x:+.3f}"
 
 
 def fmt_time(ts) -> str:
@@ -75,6 +40,14 @@ def fmt_time(ts) -> str:
             ts = ts.astimezone(UTC)
         return ts.strftime("%Y-%m-%d %H:%M UTC")
     return str(ts)
+
+
+def fmt_when(ts):
+    """A time for a narrow column: the date, then the time on a line of its own."""
+    from markupsafe import Markup, escape
+
+    day, _, rest = fmt_time(ts).partition(" ")
+    return Markup(f"{escape(day)}<br>{escape(rest)}") if rest else fmt_time(ts)
 
 
 def page_name(eval_id: str) -> str:
@@ -89,8 +62,8 @@ def templates():
         loader=jinja2.FunctionLoader(
             lambda name: resources.files("eval.dashboard").joinpath("templates", name).read_text()),
         autoescape=True, trim_blocks=True, lstrip_blocks=True, undefined=jinja2.StrictUndefined)
-    env.filters.update(value=fmt_value, diff=fmt_diff, time=fmt_time, label=metric_label,
-                       pct=lambda x: "–" if x is None else f"{x:.0%}")
+    env.filters.update(value=fmt_value, diff=fmt_diff, amount=fmt_amount, time=fmt_time, when=fmt_when, label=metric_label,
+                       unit=terms.unit_cell, pct=lambda x: "–" if x is None else f"{x:.0%}")
     return env
 
 
@@ -110,12 +83,26 @@ def _tone(m: dict | None) -> str:
     return "good" if m["ci_low"] > 0 else "bad" if m["ci_high"] < 0 else "unsure"
 
 
+def primary_note(e: dict, default_primary: str | None) -> dict:
+    """Which metric decided this evaluation and whether that is the default gate's: a
+    gate_config whose primary differs from conf/gate/default.yaml's is an override."""
+    pm = e["primary_metric"]
+    overridden = bool(default_primary) and pm != default_primary
+    by_exp = terms.exp_gate_primary(e.get("exp_name")) == pm if overridden else False
+    return {"metric": pm, "label": metric_label(pm), "overridden": overridden, "default": default_primary,
+            "by_exp": e.get("exp_name") if by_exp else None}
+
+
 def index_view(data: SiteData) -> dict:
+    default_primary = terms.default_gate().get("primary")
     evals = []
     for e in data.evals:
         e = dict(e, primary=_primary(data, e), page=f"evals/{page_name(e['eval_id'])}.html")
         e["tone"] = _tone(e["primary"])
         e["tainted"] = any(t["run_id"] == e["run_id"] for t in data.tainted)
+        e["run_label"] = terms.run_label(data.runs.get(e["run_id"]), e.get("method"))
+        e["primary_note"] = primary_note(e, default_primary)
+        e["unit"] = terms.unit_cell(e["primary_metric"], (e["primary"] or {}).get("details"))
         evals.append(e)
     charts_html = {}
     by_metric: dict[str, list[dict]] = {}
@@ -124,13 +111,16 @@ def index_view(data: SiteData) -> dict:
             by_metric.setdefault(e["primary_metric"], []).append(e)
     over_time = []
     for i, (metric, es) in enumerate(sorted(by_metric.items())):
-        fig = charts.evals_over_time(es, metric, metric_label(metric), percent=is_pct(metric))
-        over_time.append({"metric": metric, "n": len(es), "chart": charts.html(fig, f"evals-{i}")})
+        fig = charts.evals_over_time(es, metric, metric_label(metric), percent=is_pct(metric),
+                                     unit=terms.unit(metric, es[0]["primary"].get("details")))
+        over_time.append({"metric": metric, "n": len(es), "chart": charts.html(fig, f"evals-{i}"),
+                          "unit": terms.unit_cell(metric, es[0]["primary"].get("details"))})
     if data.signal_per_day:
         charts_html["signal"] = charts.html(charts.signal_per_day(data.signal_per_day), "signal-per-day")
     rates = [dict(r, accept_rate=r["accepted"] / r["judged"] if r["judged"] else None,
                   edit_rate=r["edited"] / r["judged"] if r["judged"] else None,
-                  reject_rate=r["rejected"] / r["judged"] if r["judged"] else None)
+                  reject_rate=r["rejected"] / r["judged"] if r["judged"] else None,
+                  scale=terms.rating_scale(r.get("rating_scales"), r.get("lowest_score"), r.get("highest_score")))
              for r in data.rates_per_app]
     if any(r["judged"] for r in rates):
         charts_html["rates"] = charts.html(charts.rates_per_app(rates), "rates-per-app")
@@ -141,17 +131,45 @@ def index_view(data: SiteData) -> dict:
     if production is not None:
         known = any(e["eval_id"] == production["eval_id"] for e in evals)
         production["eval_page"] = f"evals/{page_name(production['eval_id'])}.html" if known else None
+        production["run_label"] = terms.run_label(production, production.get("method"))
     history = []
     for a in reversed([a for a in data.aliases if a["alias"] == "production"]):
         history.append(dict(a, eval_page=(f"evals/{page_name(a['eval_id'])}.html"
                                           if a["eval_id"] and any(e["eval_id"] == a["eval_id"] for e in evals)
                                           else None)))
     other_aliases = sorted({a["alias"] for a in data.aliases} - {"production"})
+    tainted = [dict(t, run_label=terms.run_label(data.runs.get(t["run_id"]), t.get("method")))
+               for t in data.tainted]
     return {"evals": list(reversed(evals)), "over_time": over_time, "charts": charts_html,
             "rates": rates, "kinds": [(charts.KIND_LABELS.get(k, k), kinds[k], charts.KIND_COLORS.get(k))
                                       for k in charts.KIND_COLORS if k in kinds],
             "production": production, "history": history, "other_aliases": other_aliases,
-            "tainted": data.tainted}
+            "tainted": tainted, "observed_scales": any((r["scale"] or {}).get("source") == "observed"
+                                                       for r in rates)}
+
+
+def verdict_note(m: dict, gate: dict) -> str | None:
+    """For a metric that is worse with confidence (its whole range below 0), whether that
+    matters to the gate, in one sentence; None for any other metric."""
+    if m.get("ci_high") is None or m["ci_high"] >= 0:
+        return None
+    metric, details = m["metric"], m.get("details")
+    if m["is_primary"]:
+        return "Worse with confidence on the metric that decides promotion: the gate does not promote on this."
+    allowed = m.get("guard")
+    if allowed is None:
+        return "Worse with confidence, but not gated: shown for information; it does not block promotion."
+    try:
+        allowed = abs(float(allowed))
+    except (TypeError, ValueError):
+        return None
+    allowance = f"its allowance of −{fmt_amount(allowed, metric, details)}"
+    if m["ci_low"] is not None and m["ci_low"] >= -allowed:
+        return f"Worse with confidence, but within {allowance}: the gate accepts this regression."
+    if m["ci_high"] < -allowed:
+        return f"Worse by more than {allowance}: the gate rejects the candidate for it."
+    return (f"Worse with confidence, and it may go beyond {allowance}: the gate cannot promote "
+            "until that is ruled out.")
 
 
 def eval_view(data: SiteData, e: dict) -> dict:
@@ -159,15 +177,22 @@ def eval_view(data: SiteData, e: dict) -> dict:
                      key=lambda m: (m["metric"] != e["primary_metric"], m["metric"]))
     gate = e["gate_config"] if isinstance(e["gate_config"], dict) else {}
     margin = gate.get("margin")
+    guards = gate.get("guards") if isinstance(gate.get("guards"), dict) else {}
     for m in metrics:
         m["tone"] = _tone(m)
         m["is_primary"] = m["metric"] == e["primary_metric"]
-        m["guard"] = (gate.get("guards") or {}).get(m["metric"]) if isinstance(gate.get("guards"), dict) else None
+        m["guard"] = None if m["is_primary"] else guards.get(m["metric"])
+        m["unit"] = terms.unit_cell(m["metric"], m.get("details"))
+        m["note"] = verdict_note(m, gate)
+        u = terms.short_unit(m["metric"], m.get("details"))
+        m["change_text"] = fmt_diff(m["diff"], m["metric"]) + (f" {u}" if u and m["diff"] is not None else "")
     charts_html = {}
     labels = {m["metric"]: metric_label(m["metric"]) for m in metrics}
+    units = {m["metric"]: terms.short_unit(m["metric"], m.get("details")) for m in metrics}
     if any(m["diff"] is not None for m in metrics):
         charts_html["diffs"] = charts.html(charts.metric_diffs(
-            metrics, labels, margin, e["primary_metric"], frozenset(m for m in METRICS if is_pct(m))), "metric-diffs")
+            metrics, labels, margin, e["primary_metric"], frozenset(m["metric"] for m in metrics if is_pct(m["metric"])),
+            units), "metric-diffs")
     tables = ex.read_examples(e["examples_dir"])
     wtl = ex.win_tie_loss(tables, metrics, e["primary_metric"])
     if wtl:
@@ -177,8 +202,10 @@ def eval_view(data: SiteData, e: dict) -> dict:
         if sl:
             break
         slice_metric, sl = m["metric"], ex.slices(tables, m["metric"])
+    slice_unit = terms.unit(slice_metric, next((m.get("details") for m in metrics if m["metric"] == slice_metric), None))
     if sl:
-        charts_html["slices"] = charts.html(charts.slices(sl, metric_label(slice_metric), percent=is_pct(slice_metric)), "slices")
+        charts_html["slices"] = charts.html(charts.slices(
+            sl, f"{metric_label(slice_metric)} ({slice_unit})", percent=is_pct(slice_metric)), "slices")
     manifest = snapshot_manifest(data, e["snapshot_version"]) or {}
     counts = manifest.get("counts") or {}
     excl = {k: v for k, v in (manifest.get("exclusions") or {}).items() if v}
@@ -189,17 +216,27 @@ def eval_view(data: SiteData, e: dict) -> dict:
     primary = next((m for m in metrics if m["is_primary"] and m["diff"] is not None), None)
     headline = None
     if primary is not None:
-        pm = e["primary_metric"]
-        headline = (f"On “{metric_label(pm)}” the candidate scores {fmt_value(primary['candidate'], pm)}, "
-                    f"the baseline {fmt_value(primary['baseline'], pm)}: a change of {fmt_diff(primary['diff'], pm)} "
-                    f"(95% range {fmt_diff(primary['ci_low'], pm)} to {fmt_diff(primary['ci_high'], pm)}, "
-                    f"{primary['n']:,} examples).")
+        pm, details = e["primary_metric"], primary.get("details")
+        u = terms.short_unit(pm, details)
+        u = f" {u}" if u else ""
+        headline = (f"On “{metric_label(pm)}” the candidate scores {fmt_value(primary['candidate'], pm)}{u}, "
+                    f"the baseline {fmt_value(primary['baseline'], pm)}{u}: a change of "
+                    f"{fmt_diff(primary['diff'], pm)}{u} (95% range {fmt_diff(primary['ci_low'], pm)} to "
+                    f"{fmt_diff(primary['ci_high'], pm)}{u}, {primary['n']:,} examples).")
     run = data.runs.get(e["run_id"], {})
     tainted = next((t for t in data.tainted if t["run_id"] == e["run_id"]), None)
+    confidence = next((m["details"].get("confidence") for m in metrics
+                       if isinstance(m.get("details"), dict) and m["details"].get("confidence")), 0.95)
+    boot = (e.get("eval_config") or {}).get("bootstrap") if isinstance(e.get("eval_config"), dict) else None
+    power = (boot or {}).get("power", 0.8) if isinstance(boot, dict) else 0.8
     return {"e": e, "metrics": metrics, "headline": headline, "charts": charts_html, "wtl": wtl,
             "slices": sl, "slice_metric": slice_metric, "gate": gate,
             "examples": ex.top_differences(tables, snapshot_path(data, e["snapshot_version"])),
             "manifest": manifest, "counts": counts, "exclusions": excl, "run": run,
+            "run_label": terms.run_label(run or None, e.get("method")),
+            "primary_note": primary_note(e, terms.default_gate().get("primary")),
+            "worse": [m for m in metrics if m["note"]],
+            "glossary": terms.glossary(float(confidence), float(power)),
             "tainted": tainted, "decision_words": DECISION_WORDS.get(e["decision"], e["decision"]),
             "snapshot": data.snapshots.get(e["snapshot_version"] or "")}
 
@@ -264,7 +301,7 @@ def dashboard(out: str = "dashboard", db: str | None = None) -> int:
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m eval dashboard", description=dashboard.__doc__.splitlines()[0])
     p.add_argument("--out", default="dashboard", help="folder to write (default: dashboard)")
-    p.add_argument("--db", "--store", dest="db", default=None,
+    p.add_argument("--store", "--db", dest="db", default=None,
                    help="signal store (default: $SIGNALS_DB or data/signal.duckdb)")
     args = p.parse_args(argv)
     return dashboard(out=args.out, db=args.db)

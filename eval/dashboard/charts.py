@@ -36,6 +36,19 @@ def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
     return fig
 
 
+def wrap(text: str, width: int = 26) -> str:
+    """Break a long axis title into lines of about `width` characters (Plotly's <br>), so
+    a vertical title fits the plot's height instead of running past the chart's edges."""
+    lines, line = [], ""
+    for word in text.split():
+        if line and len(line) + 1 + len(word) > width:
+            lines.append(line)
+            line = word
+        else:
+            line = f"{line} {word}" if line else word
+    return "<br>".join(lines + ([line] if line else []))
+
+
 def html(fig: go.Figure, div_id: str) -> str:
     """The figure as a <div id="chart-{div_id}"> plus the script that draws it (Plotly is
     loaded by the page). The prefix keeps chart ids apart from the pages' section ids."""
@@ -56,7 +69,7 @@ def signal_per_day(rows: list[dict]) -> go.Figure:
                     hovertemplate="%{x|%a %d %b}: %{y} " + kind + " events<extra></extra>")
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title_text="Day (UTC)", tickformat="%d %b", dtick=86400000.0)
-    fig.update_yaxes(title_text="Feedback events")
+    fig.update_yaxes(title_text="Feedback events (count)")
     return _layout(fig, 340)
 
 
@@ -73,12 +86,13 @@ def rates_per_app(rows: list[dict]) -> go.Figure:
                     insidetextanchor="middle",
                     hovertemplate="%{y}: %{x:.0%} (%{customdata} outputs)<extra>" + KIND_LABELS[kind] + "</extra>")
     fig.update_layout(barmode="stack")
-    fig.update_xaxes(tickformat=".0%", range=[0, 1], title_text="Share of judged outputs")
+    fig.update_xaxes(tickformat=".0%", range=[0, 1], title_text="Share of judged outputs (%)")
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, 110 + 55 * max(1, len(apps)))
 
 
-def evals_over_time(evals: list[dict], metric: str, label: str, percent: bool = False) -> go.Figure:
+def evals_over_time(evals: list[dict], metric: str, label: str, percent: bool = False,
+                    unit: str = "") -> go.Figure:
     """Baseline and candidate on the primary metric per eval, the candidate's confidence
     band (baseline + interval of the difference), and one marker per decision."""
     pts = sorted((e for e in evals if e.get("primary") is not None), key=lambda e: e["created_at"])
@@ -86,6 +100,8 @@ def evals_over_time(evals: list[dict], metric: str, label: str, percent: bool = 
     base = [e["primary"]["baseline"] for e in pts]
     lo = [e["primary"]["baseline"] + e["primary"]["ci_low"] for e in pts]
     hi = [e["primary"]["baseline"] + e["primary"]["ci_high"] for e in pts]
+    fmt = ".1%" if percent else ".3f"
+    u = "" if percent or not unit else " " + unit.split(" (")[0]
     fig = go.Figure()
     fig.add_scatter(x=x, y=hi, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip")
     fig.add_scatter(x=x, y=lo, mode="lines", line=dict(width=0), fill="tonexty",
@@ -93,7 +109,7 @@ def evals_over_time(evals: list[dict], metric: str, label: str, percent: bool = 
                     hoverinfo="skip")
     fig.add_scatter(x=x, y=base, mode="lines+markers", name="Baseline (model to beat)",
                     line=dict(color=BASELINE_COLOR, dash="dash"), marker=dict(size=7),
-                    hovertemplate="baseline %{y:.3f}<extra></extra>")
+                    hovertemplate="baseline %{y:" + fmt + "}" + u + "<extra></extra>")
     fig.add_scatter(x=x, y=[e["primary"]["candidate"] for e in pts], mode="lines",
                     line=dict(color=CANDIDATE_COLOR), name="Candidate (new model)", hoverinfo="skip")
     for decision, color in DECISION_COLORS.items():
@@ -109,49 +125,74 @@ def evals_over_time(evals: list[dict], metric: str, label: str, percent: bool = 
                          array=[e["primary"]["ci_high"] - e["primary"]["diff"] for e in sel],
                          arrayminus=[e["primary"]["diff"] - e["primary"]["ci_low"] for e in sel]),
             customdata=[[e["run_id"], e["eval_id"]] for e in sel],
-            hovertemplate="candidate %{y:.3f}<br>run %{customdata[0]}<br>eval %{customdata[1]}"
+            hovertemplate="candidate %{y:" + fmt + "}" + u + "<br>run %{customdata[0]}<br>eval %{customdata[1]}"
                           f"<extra>{decision}</extra>")
-    fig.update_yaxes(title_text=label)
+    # The title names the metric and its unit, wrapped so it fits the plot's height.
+    fig.update_yaxes(title_text=wrap(f"{label} ({unit})" if unit else label), title_standoff=8)
     if percent:
         fig.update_yaxes(tickformat=".0%", range=[0, 1.05])
-    fig.update_xaxes(title_text="Evaluated at", tickformatstops=[
+    fig.update_xaxes(title_text="Evaluated at (UTC)", tickformatstops=[
         dict(dtickrange=[None, 86400000], value="%d %b %H:%M"),
         dict(dtickrange=[86400000, None], value="%d %b %Y")])
-    if len({str(t) for t in x}) == 1:  # one evaluation: a day either side, not a zero-width axis
-        fig.update_xaxes(range=[x[0] - timedelta(days=1), x[0] + timedelta(days=1)])
-    return _layout(fig, 380)
+    if x and max(x) - min(x) < timedelta(hours=12):
+        # One evaluation (or several within hours): half a day either side, so the axis
+        # reads as hours around the evaluation, not as days with a lone point in the middle.
+        mid = min(x) + (max(x) - min(x)) / 2
+        fig.update_xaxes(range=[mid - timedelta(hours=12), mid + timedelta(hours=12)])
+    return _layout(fig, 400)
 
 
 def metric_diffs(metrics: list[dict], labels: dict[str, str], margin: float | None,
-                 primary: str | None = None, percent: frozenset = frozenset()) -> go.Figure:
+                 primary: str | None = None, percent: frozenset = frozenset(),
+                 units: dict[str, str] | None = None) -> go.Figure:
     """Each metric's difference (candidate - baseline) with its interval, one row per metric
-    on its own scale (metrics have different units); right of 0 is better."""
+    on its own scale (metrics have different units, named in each row's title; shares in
+    percentage points); right of 0 is better."""
     from plotly.subplots import make_subplots
 
+    units = units or {}
     ms = [m for m in metrics if m["diff"] is not None]
-    fig = make_subplots(rows=len(ms), cols=1, vertical_spacing=0.5 / max(1, len(ms)),
-                        subplot_titles=[labels.get(m["metric"], m["metric"]) for m in ms])
+    titles = []
+    for m in ms:
+        u = "pts" if m["metric"] in percent else units.get(m["metric"], "")
+        titles.append(labels.get(m["metric"], m["metric"]) + (f" · change in {u}" if u else ""))
+    fig = make_subplots(rows=len(ms), cols=1, vertical_spacing=0.5 / max(1, len(ms)), subplot_titles=titles)
     for i, m in enumerate(ms, start=1):
-        lo = m["ci_low"] if m["ci_low"] is not None else m["diff"]
-        hi = m["ci_high"] if m["ci_high"] is not None else m["diff"]
+        k = 100.0 if m["metric"] in percent else 1.0   # shares are drawn in percentage points
+        u = " pts" if m["metric"] in percent else (" " + units[m["metric"]] if units.get(m["metric"]) else "")
+        d = m["diff"] * k
+        lo = (m["ci_low"] if m["ci_low"] is not None else m["diff"]) * k
+        hi = (m["ci_high"] if m["ci_high"] is not None else m["diff"]) * k
         color = "#1a7f37" if lo > 0 else "#cf222e" if hi < 0 else "#9a6700"
-        fig.add_scatter(x=[m["diff"]], y=[0], mode="markers", marker=dict(size=13, color=color),
+        fmt = "+.1f" if k != 1 else "+.3f"
+        fig.add_scatter(x=[d], y=[0], mode="markers", marker=dict(size=13, color=color),
                         error_x=dict(type="data", symmetric=False, thickness=2, width=8, color=color,
-                                     array=[hi - m["diff"]], arrayminus=[m["diff"] - lo]),
+                                     array=[hi - d], arrayminus=[d - lo]),
                         customdata=[[lo, hi, m["n"]]], showlegend=False, row=i, col=1,
-                        hovertemplate="change %{x:+.3f}, 95% range [%{customdata[0]:+.3f}, "
-                                      "%{customdata[1]:+.3f}], n=%{customdata[2]}<extra></extra>")
-        floor = 0.05 if m["metric"] in percent else 0.01  # an all-zero row still gets a readable axis
-        half = max(abs(lo), abs(hi), abs(margin or 0) if m["metric"] == primary else 0, floor) * 1.15
+                        hovertemplate="change %{x:" + fmt + "}" + u + ", 95% range [%{customdata[0]:" + fmt
+                                      + "}, %{customdata[1]:" + fmt + "}], n=%{customdata[2]}<extra></extra>")
+        floor = 5.0 if k != 1 else 0.01  # an all-zero row still gets a readable axis
+        mk = (margin or 0) * k if m["metric"] == primary else 0
+        half = max(abs(lo), abs(hi), abs(mk), floor) * 1.15
         fig.update_xaxes(range=[-half, half], zeroline=True, zerolinecolor="#57606a", zerolinewidth=2,
-                         tickformat="+.0%" if m["metric"] in percent else None, row=i, col=1)
+                         tickformat="+.0f" if k != 1 else None, ticksuffix=" pts" if k != 1 else None,
+                         row=i, col=1)
         fig.update_yaxes(visible=False, range=[-1, 1], row=i, col=1)
         if margin and m["metric"] == primary:
-            fig.add_vline(x=margin, line=dict(color="#1a7f37", dash="dot"), row=i, col=1)
+            fig.add_vline(x=mk, line=dict(color="#1a7f37", dash="dot"), row=i, col=1)
     fig.update_annotations(font_size=13, x=0, xanchor="left")
     fig.update_xaxes(title_text="candidate minus baseline (right of 0 = candidate better)",
                      row=len(ms), col=1)
-    return _layout(fig, 60 + 85 * max(1, len(ms)), margin=dict(l=20, r=30, t=30, b=50))
+    return _layout(fig, 60 + 85 * max(1, len(ms)), margin=dict(l=20, r=40, t=30, b=50))
+
+
+def _label_room(values: list[float], share: float = 0.2) -> list[float]:
+    """An axis range from 0 to the bars' ends plus `share` of the span either way, so a
+    label written outside a bar's end stays inside the plot (with cliponaxis=False it
+    could also spill into the margin; this keeps it clear of the chart's edge)."""
+    lo, hi = min([0.0, *values]), max([0.0, *values])
+    span = (hi - lo) or 1.0
+    return [lo - share * span if lo < 0 else 0.0, hi + share * span if hi > 0 else 0.0]
 
 
 def win_tie_loss(counts: dict[str, int]) -> go.Figure:
@@ -164,11 +205,12 @@ def win_tie_loss(counts: dict[str, int]) -> go.Figure:
     fig.add_bar(x=[label for _, label, _ in keys], y=vals, marker_color=[c for _, _, c in keys],
                 text=[f"{v} ({v / total:.0%})" for v in vals], textposition="outside",
                 cliponaxis=False, hovertemplate="%{x}: %{y}<extra></extra>", showlegend=False)
-    fig.update_yaxes(title_text="Examples", range=[0, max(vals + [1]) * 1.2])
+    fig.update_yaxes(title_text="Examples (count)", range=_label_room([float(v) for v in vals] or [1.0]))
     return _layout(fig, 300)
 
 
 def slices(rows: list[dict], label: str, percent: bool = False) -> go.Figure:
+    # `label` names the metric and its unit: it is the x axis title.
     """Baseline vs candidate per app/task slice, with n in the labels."""
     names = [f"{r['slice']} (n={r['n']})" for r in rows]
     fig = go.Figure()
@@ -179,10 +221,12 @@ def slices(rows: list[dict], label: str, percent: bool = False) -> go.Figure:
     fig.add_bar(y=names, x=[r["candidate"] for r in rows], orientation="h", name="Candidate",
                 marker_color=CANDIDATE_COLOR, texttemplate="%{x:" + fmt + "}", textposition="outside",
                 cliponaxis=False, hovertemplate="%{y}: %{x:.3f}<extra>candidate</extra>")
+    values = [float(v) for r in rows for v in (r["baseline"], r["candidate"]) if v is not None]
+    fig.update_xaxes(range=_label_room(values or [1.0], 0.25))  # room for the labels past the bars
     if percent:
-        fig.update_xaxes(tickformat=".0%", range=[0, 1.1])
+        fig.update_xaxes(tickformat=".0%", range=[0, max([1.0, *values]) * 1.15])
     fig.update_layout(barmode="group")
-    fig.update_xaxes(title_text=label)
+    fig.update_xaxes(title_text=wrap(label, 40))  # the chart is half a page wide
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, 120 + 60 * max(1, len(rows)), margin=dict(l=20, r=40, t=30, b=50))
 
@@ -195,9 +239,9 @@ def composition(counts: dict) -> go.Figure:
         fig.add_bar(x=[KIND_NAMES.get(k, k) for k in kinds],
                     y=[int((counts[k] or {}).get(split, 0)) for k in kinds],
                     name=f"{split} rows", marker_color=color, texttemplate="%{y}",
-                    textposition="inside", hovertemplate="%{x}: %{y} " + split + " rows<extra></extra>")
+                    textposition="inside", insidetextanchor="middle", hovertemplate="%{x}: %{y} " + split + " rows<extra></extra>")
     fig.update_layout(barmode="stack")
-    fig.update_yaxes(title_text="Examples")
+    fig.update_yaxes(title_text="Examples (count)")
     return _layout(fig, 300)
 
 
@@ -206,9 +250,9 @@ def exclusions(reasons: dict) -> go.Figure:
     items = sorted(reasons.items(), key=lambda kv: -kv[1])
     fig = go.Figure()
     fig.add_bar(y=[k.replace("_", " ").replace(".", ": ") for k, _ in items], x=[v for _, v in items], orientation="h",
-                marker_color="#8c959f", texttemplate="%{x}", textposition="outside",
+                marker_color="#8c959f", texttemplate="%{x}", textposition="outside", cliponaxis=False,
                 hovertemplate="%{y}: %{x}<extra></extra>", showlegend=False)
-    fig.update_xaxes(title_text="Interactions left out")
+    fig.update_xaxes(title_text="Interactions left out (count)", range=_label_room([float(v) for _, v in items]))
     fig.update_yaxes(autorange="reversed")
     return _layout(fig, 110 + 40 * max(1, len(items)), margin=dict(l=20, r=40, t=30, b=50))
 

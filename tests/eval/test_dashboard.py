@@ -32,6 +32,8 @@ T0 = datetime(2026, 11, 1, 9, 0, tzinfo=UTC)
 APPS = {"support-reply": ("reply", [0.45, 0.35, 0.20]), "sql-helper": ("query", [0.60, 0.25, 0.15]),
         "summarize": ("tldr", [0.30, 0.30, 0.40])}
 PII_EMAIL = "maria.lopez@example.com"
+RATED_SCALE = json.dumps({"scale": "1-5"})
+SFT_DPO_RUN = "sft_dpo_lora_tiny-006"  # trained SFT then DPO; decided on winrate (an overridden primary)
 
 needs_chromium = pytest.mark.skipif(not Path(CHROMIUM).exists(),
                                     reason=f"{CHROMIUM} is absent (apt-get install chromium; .ci/run does)")
@@ -57,10 +59,11 @@ def _signal(con, rng: random.Random) -> None:
                 con.execute("INSERT INTO feedback (event_id, interaction_id, ts, kind, edited_text) "
                             "VALUES (?, ?, ?, ?, ?)",
                             [f"e{n}", iid, ts + timedelta(minutes=2), kind, "fixed" if kind == "edit" else None])
-                if rng.random() < 0.3:
-                    con.execute("INSERT INTO feedback (event_id, interaction_id, ts, kind, score) "
-                                "VALUES (?, ?, ?, 'rate', ?)", [f"r{n}", iid, ts + timedelta(minutes=3),
-                                                                float(rng.randint(1, 5))])
+                if rng.random() < 0.3:  # support-reply's ratings record their scale, the others' don't
+                    con.execute("INSERT INTO feedback (event_id, interaction_id, ts, kind, score, metadata) "
+                                "VALUES (?, ?, ?, 'rate', ?, ?)", [f"r{n}", iid, ts + timedelta(minutes=3),
+                                                                   float(rng.randint(1, 5)),
+                                                                   RATED_SCALE if app == "support-reply" else None])
                 if rng.random() < 0.15:
                     con.execute("INSERT INTO feedback (event_id, interaction_id, ts, kind, other_interaction_id) "
                                 "VALUES (?, ?, ?, 'choose', ?)", [f"c{n}", iid, ts + timedelta(minutes=4), "x"])
@@ -96,9 +99,11 @@ def _snapshot_files(path: Path, rng: random.Random) -> dict:
 
 
 def _evaluation(folder: Path, pairs: dict, rng: random.Random, p_base: float, p_cand: float,
-                judged: bool) -> dict:
+                judged: bool, p_win: float | None = None, loglik_shift: float | None = None) -> dict:
     """Per-example Parquet exactly as eval/harness.py writes it, and the metrics (real
-    paired bootstrap, eval.metrics) they imply."""
+    paired bootstrap, eval.metrics) they imply. `p_win` (default p_cand): how often the
+    judge prefers the candidate; `loglik_shift` (default (p_cand - p_base) / 2): the
+    candidate's mean change in log-likelihood per token."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -117,7 +122,8 @@ def _evaluation(folder: Path, pairs: dict, rng: random.Random, p_base: float, p_
                              "base_margin_norm": [x / 9 for x in bm], "cand_margin_norm": [x / 9 for x in cm]}),
                    folder / "pref.parquet")
     bl = [rng.gauss(-1.9, 0.3) for _ in ids]
-    cl = [x + rng.gauss((p_cand - p_base) * 0.5, 0.2) for x in bl]
+    shift = (p_cand - p_base) * 0.5 if loglik_shift is None else loglik_shift
+    cl = [x + rng.gauss(shift, 0.2) for x in bl]
     pq.write_table(pa.table({**extras, "tokens": [12] * len(ids), "base_loglik": bl, "cand_loglik": cl}),
                    folder / "sft.parquet")
     acc = np.vectorize(lambda m: 1.0 if m > 0 else 0.0 if m < 0 else 0.5)
@@ -126,7 +132,8 @@ def _evaluation(folder: Path, pairs: dict, rng: random.Random, p_base: float, p_
                paired_mean("sft_loglik", bl, cl, boot, unit="nats per token")]
     if judged:
         n = 24
-        out = [1.0 if rng.random() < p_cand else (0.5 if rng.random() < 0.3 else 0.0) for _ in range(n)]
+        p = p_cand if p_win is None else p_win
+        out = [1.0 if rng.random() < p else (0.5 if rng.random() < 0.3 else 0.0) for _ in range(n)]
         pq.write_table(pa.table({
             "interaction_id": ids[:n], "app": extras["app"][:n], "task": extras["task"][:n],
             "origin": ["edit"] * n,
@@ -146,9 +153,11 @@ def _evaluation(folder: Path, pairs: dict, rng: random.Random, p_base: float, p_
 
 
 def make_store(db: Path, work: Path, seed: int = 0) -> Path:
-    """A store with a week of signal, three snapshots (one revoked), five evaluations
-    (promote, reject, promote, inconclusive, failed; decided by the real gate) and a
-    promote / rollback / re-promote history."""
+    """A store with a week of signal, three snapshots (one revoked), six evaluations
+    (promote, reject, promote, inconclusive, failed; decided by the real gate; the sixth
+    an SFT-then-DPO run promoted on an overridden primary metric, winrate, while a guard
+    and an information metric regress with confidence) and a promote / rollback /
+    re-promote history."""
     from eval.gate import decide
     from signals.store import open_store
 
@@ -164,23 +173,32 @@ def make_store(db: Path, work: Path, seed: int = 0) -> Path:
                      T0 + timedelta(days=6) if revoked else None, revoked])
     runs = [("sft_lora_tiny-001", "sft", "snap-a1"), ("dpo_lora_tiny-002", "dpo", "snap-b2"),
             ("dpo_lora_tiny-003", "dpo", "snap-b2"), ("kto_lora_tiny-004", "kto", "snap-c3"),
-            ("orpo_lora_tiny-005", "orpo", "snap-c3")]
+            ("orpo_lora_tiny-005", "orpo", "snap-c3"), (SFT_DPO_RUN, "dpo", "snap-c3")]
     for i, (run_id, method, snap) in enumerate(runs):
+        # the registry's `method` is the last stage's (eval.registry.register_run from manifest.json);
+        # the manifest lists every stage's method in order (train/outputs.py)
+        methods = ["sft", "dpo"] if run_id == SFT_DPO_RUN else [method]
         con.execute("INSERT INTO runs VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                    [run_id, f"{method}_lora_tiny", method, str(work / "runs" / run_id),
+                    [run_id, run_id.rsplit("-", 1)[0], method, str(work / "runs" / run_id),
                      str(work / "runs" / run_id / "adapter"), "models/smollm2-135m", True, snap,
-                     json.dumps({"run_id": run_id}), T0 + timedelta(days=i + 1)])
-    # (expected decision, baseline accuracy, candidate accuracy, judged answers?)
-    plans = [("promote", 0.55, 0.80, True), ("reject", 0.65, 0.45, True), ("promote", 0.60, 0.85, True),
-             ("inconclusive", 0.70, 0.66, False), ("inconclusive", None, None, False)]
-    gate = {"primary": "preference_accuracy", "margin": 0.0, "min_eval_size": 20,
-            "guards": {"sft_loglik": 0.25}}
-    for i, ((run_id, _, snap), (expected, pb, pc, judged)) in enumerate(zip(runs, plans, strict=True)):
+                     json.dumps({"run_id": run_id, "method": method, "methods": methods,
+                                 "stages": [{"method": m, "dir": f"stages/{k}-{m}"} for k, m in enumerate(methods)]}),
+                     T0 + timedelta(days=i + 1)])
+    # (expected decision, baseline accuracy, candidate accuracy, judged answers?, more for _evaluation)
+    plans = [("promote", 0.55, 0.80, True, {}), ("reject", 0.65, 0.45, True, {}), ("promote", 0.60, 0.85, True, {}),
+             ("inconclusive", 0.70, 0.66, False, {}), ("inconclusive", None, None, False, {}),
+             ("promote", 0.70, 0.35, True, {"p_win": 0.95, "loglik_shift": -0.2})]
+    default_gate = {"primary": "preference_accuracy", "margin": 0.0, "min_eval_size": 20,
+                    "guards": {"sft_loglik": 0.25}}
+    # an experiment that decides on the judge's win rate and allows 0.5 nats/token less likelihood
+    winrate_gate = {"primary": "winrate", "margin": 0.0, "min_eval_size": 20, "guards": {"sft_loglik": 0.5}}
+    for i, ((run_id, _, snap), (expected, pb, pc, judged, more)) in enumerate(zip(runs, plans, strict=True)):
+        gate = winrate_gate if run_id == SFT_DPO_RUN else default_gate
         eval_id = f"{run_id}-eval"
         at = T0 + timedelta(days=i + 1, hours=3)
         ex_dir = work / "runs" / run_id / "eval" / eval_id
         error = "model folder has no weights (adapter_model.safetensors missing)" if pb is None else None
-        metrics = {} if pb is None else _evaluation(ex_dir, pairs[snap], rng, pb, pc, judged)
+        metrics = {} if pb is None else _evaluation(ex_dir, pairs[snap], rng, pb, pc, judged, **more)
         decision = decide(metrics, gate, error=error)
         assert decision["decision"] == expected, (eval_id, decision)
         for m in metrics.values():
@@ -245,6 +263,88 @@ class _QuietHandler(SimpleHTTPRequestHandler):
         pass
 
 
+# Measured in the page, after Plotly drew: what a reader would find cut off or unexplained.
+LAYOUT_JS = r"""() => {
+  const out = {clipped: [], axis_titles: [], bar_labels: [], headers: [], date_axes: [], unexplained_red: [],
+               overflow: []};
+  const rect = r => [r.left, r.top, r.right, r.bottom].map(v => Math.round(v));
+  const inside = (r, b) => r.left >= b.left - 1 && r.right <= b.right + 1 && r.top >= b.top - 1 && r.bottom <= b.bottom + 1;
+  for (const div of document.querySelectorAll('.js-plotly-plot')) {
+    const box = div.querySelector('.svg-container').getBoundingClientRect();
+    // every drawn text: inside the chart's SVG viewport and inside every clip path above it
+    for (const t of div.querySelectorAll('svg text')) {
+      const s = t.textContent.trim();
+      const cs = getComputedStyle(t);
+      if (!s || cs.display === 'none' || cs.visibility === 'hidden' || +cs.opacity === 0) continue;
+      const r = t.getBoundingClientRect();
+      if (r.width === 0 && r.height === 0) continue;
+      if (!inside(r, box)) out.clipped.push({chart: div.id, text: s, by: 'the chart edge', at: rect(r), box: rect(box)});
+      for (let a = t.parentElement; a && a !== div; a = a.parentElement) {
+        const m = (a.getAttribute('clip-path') || '').match(/#([^'")]+)/);
+        const cr = m && document.getElementById(m[1]) && document.getElementById(m[1]).querySelector('rect');
+        if (!cr) continue;
+        const ctm = a.getScreenCTM(), x = +cr.getAttribute('x') || 0, y = +cr.getAttribute('y') || 0;
+        const p1 = new DOMPoint(x, y).matrixTransform(ctm);
+        const p2 = new DOMPoint(x + (+cr.getAttribute('width')), y + (+cr.getAttribute('height'))).matrixTransform(ctm);
+        const clip = {left: Math.min(p1.x, p2.x), right: Math.max(p1.x, p2.x), top: Math.min(p1.y, p2.y), bottom: Math.max(p1.y, p2.y)};
+        if (!inside(r, clip)) out.clipped.push({chart: div.id, text: s, by: 'clip path ' + m[1], at: rect(r), box: rect(clip)});
+      }
+    }
+    // axis titles: where they are drawn, and what they say
+    for (const t of div.querySelectorAll('.infolayer g[class^="g-"][class$="title"] text')) {
+      const cls = t.getAttribute('class') || '';
+      if (!/^[xy]\d*title$/.test(cls) || !t.textContent.trim()) continue;
+      const ax = div._fullLayout[cls[0] + 'axis' + cls.slice(1, -5)];
+      out.axis_titles.push({chart: div.id, axis: cls, text: t.textContent.trim(), type: ax ? ax.type : null,
+                            inside: inside(t.getBoundingClientRect(), box)});
+    }
+    // bar labels: each label's text beside its bar's value
+    for (const g of div.querySelectorAll('.barlayer .trace')) {
+      const cd = g.__data__, trace = cd && cd[0] && cd[0].trace;
+      if (!trace) continue;
+      g.querySelectorAll('.point').forEach((pt, j) => {
+        const t = pt.querySelector('text'), d = pt.__data__;
+        if (!t || !d) return;
+        const v = (trace.orientation === 'h' ? trace.x : trace.y)[d.i !== undefined ? d.i : j];
+        out.bar_labels.push({chart: div.id, text: t.textContent, value: v});
+      });
+    }
+    // date axes: the span shown against the span of the data
+    const xa = div._fullLayout.xaxis;
+    if (xa && xa.type === 'date') {
+      const xs = [];
+      for (const tr of div._fullData) for (const v of (tr.x || [])) xs.push(xa.d2l(v));
+      out.date_axes.push({chart: div.id, range_h: (xa.r2l(xa.range[1]) - xa.r2l(xa.range[0])) / 3.6e6,
+                          distinct_x: new Set(xs).size});
+    }
+  }
+  // tables: each numeric column's header names a unit, or the table has a Unit column
+  for (const table of document.querySelectorAll('table')) {
+    const ths = Array.from(table.querySelector('tr').querySelectorAll('th'));
+    const unitColumn = ths.some(th => th.textContent.trim() === 'Unit');
+    for (const th of ths.filter(th => th.classList.contains('num')))
+      out.headers.push({table: table.id || '(no id)', header: th.textContent.trim(),
+                        named: unitColumn || /\([^)]+\)/.test(th.textContent)});
+  }
+  // nothing is cut at the right: the page does not scroll sideways, no table is wider than its box
+  if (document.documentElement.scrollWidth > window.innerWidth + 1)
+    out.overflow.push({what: 'page', width: document.documentElement.scrollWidth, room: window.innerWidth});
+  for (const table of document.querySelectorAll('table')) {
+    const box = table.parentElement;
+    if (table.getBoundingClientRect().width > box.clientWidth + 1)
+      out.overflow.push({what: table.id || '(table)', width: Math.round(table.getBoundingClientRect().width), room: box.clientWidth});
+  }
+  // a score worse with confidence (red change) carries a sentence on whether it matters
+  for (const tr of document.querySelectorAll('#metric-table tr')) {
+    const red = tr.querySelector('td.num.bad');
+    const note = tr.querySelector('.note');
+    if (red && !(note && note.textContent.trim().length > 20))
+      out.unexplained_red.push(tr.querySelector('td').textContent.trim() + ': ' + red.textContent.trim());
+  }
+  return out;
+}"""
+
+
 def visit(browser, url: str, shot: Path | None) -> dict:
     """Load `url`; return console errors, page errors, off-machine requests, chart stats,
     the visible text and links; save a full-page screenshot to `shot` when given."""
@@ -278,14 +378,16 @@ def visit(browser, url: str, shot: Path | None) -> dict:
         return dup; }""")
     if dup_ids:
         problems.append(f"duplicate element ids: {dup_ids}")
+    layout = page.evaluate(LAYOUT_JS)
     if shot is not None:
         shot.parent.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(shot), full_page=True)
     text = page.inner_text("body")
     links = page.evaluate("Array.from(document.querySelectorAll('a[href]')).map(a => a.getAttribute('href'))")
+    ids = page.evaluate("Array.from(document.querySelectorAll('[id]')).map(el => el.id)")
     page.close()
     return {"problems": problems, "outside": outside, "charts": charts, "n_divs": n_divs,
-            "text": text, "links": links, "shot": shot}
+            "text": text, "links": links, "ids": ids, "shot": shot, "layout": layout}
 
 
 def _review_copy(shots: list[Path]) -> None:
@@ -303,7 +405,7 @@ def _review_copy(shots: list[Path]) -> None:
 def test_site_layout_is_self_contained(site):
     out, pages = site
     assert (out / "assets" / "plotly.min.js").stat().st_size > 1_000_000
-    assert len(pages) == 6  # index + five evaluations
+    assert len(pages) == 7  # index + six evaluations
     for p in pages:
         html = p.read_text()
         assert "cdn.plot.ly" not in html and "https://" not in html, p
@@ -341,7 +443,10 @@ def test_every_page_renders_in_chromium(site, visits, mode):
         for c in got["charts"]:
             assert c["w"] > 100 and c["h"] > 100 and c["traces"] > 0 and c["drawn"] > 0, (rel, c)
         for href in got["links"]:
-            assert (p.parent / href).resolve().is_file(), f"{rel}: broken link {href}"
+            if href.startswith("#"):  # a place on the same page
+                assert href[1:] in got["ids"], f"{rel}: link {href} to no element"
+            else:
+                assert (p.parent / href).resolve().is_file(), f"{rel}: broken link {href}"
         if mode == "file":
             assert got["shot"].stat().st_size > 10_000
 
@@ -395,20 +500,27 @@ def test_failed_eval_page_says_so(visits):
 
 @needs_chromium
 @pytest.mark.parametrize("kind", ["empty", "missing"])
-def test_empty_or_missing_store_gives_a_page(kind, tmp_path, browser):
+def test_empty_or_missing_store_gives_a_page(kind, tmp_path, browser, capsys):
     from eval.dashboard.build import main
     from signals.store import open_store
 
     db = tmp_path / "signal.duckdb"
     out = tmp_path / "site"
-    if kind == "empty":
+    if kind == "empty":  # through the real CLI entry point
         open_store(db).close()
-        assert main(["--out", str(out), "--db", str(db)]) == 0
-    else:  # through the real CLI entry point
-        r = subprocess.run([sys.executable, "-m", "eval", "dashboard", "--out", str(out), "--db", str(db)],
+        r = subprocess.run([sys.executable, "-m", "eval", "dashboard", "--out", str(out), "--store", str(db)],
                            cwd=ROOT, capture_output=True, text=True, timeout=60)
         assert r.returncode == 0, r.stderr
-        assert "no signal store" in r.stderr and "page(s)" in r.stdout
+        assert "page(s)" in r.stdout
+    else:
+        # the CLI refuses a store that is not there (read-only commands never create one) ...
+        r = subprocess.run([sys.executable, "-m", "eval", "dashboard", "--out", str(out), "--store", str(db)],
+                           cwd=ROOT, capture_output=True, text=True, timeout=60)
+        assert r.returncode == 2 and "does not exist" in r.stderr and str(db) in r.stderr, r
+        assert not db.exists()
+        # ... while the builder, called directly, writes a page that says so, and warns
+        assert main(["--out", str(out), "--store", str(db)]) == 0
+        assert "no signal store" in capsys.readouterr().err and not db.exists()
     got = visit(browser, (out / "index.html").as_uri(), tmp_path / "artifacts" / f"{kind}-index.png")
     assert got["problems"] == [] and got["charts"] == []
     if kind == "empty":
@@ -432,4 +544,156 @@ def test_rebuild_drops_pages_of_vanished_evals(site, tmp_path):
     con.close()
     pages = build_site(db, out)
     assert not (out / "evals" / "kto_lora_tiny-004-eval.html").exists()
-    assert len(pages) == 5
+    assert len(pages) == 6
+
+
+# ----------------------------------------------------------------------------- layout: what a product manager reads
+
+
+def _pages(visits, mode: str = "file") -> dict:
+    return {rel: got for (m, rel), got in visits.items() if m == mode}
+
+
+@needs_chromium
+@pytest.mark.parametrize("mode", ["file", "http"])
+def test_no_chart_text_is_cut_off(visits, mode):
+    """Every text a chart draws (tick labels, axis titles, legend, bar labels, subplot titles)
+    lies inside the chart's SVG and inside every clip path above it: a bar label past the
+    axis end (115 drawn as "11") or a long y title running off the top fails."""
+    for rel, got in _pages(visits, mode).items():
+        assert got["layout"]["clipped"] == [], (rel, got["layout"]["clipped"])
+
+
+@needs_chromium
+def test_no_table_is_cut_at_the_right(visits):
+    """At 1280 px every table fits its card: no column hides behind a scroll bar and the
+    page does not scroll sideways."""
+    for rel, got in _pages(visits).items():
+        assert got["layout"]["overflow"] == [], (rel, got["layout"]["overflow"])
+
+
+@needs_chromium
+def test_axis_titles_are_whole_and_name_units(visits):
+    """Every axis title is fully inside the SVG; every title of a numeric axis names its
+    unit in brackets ("Feedback events (count)", "... (% of preference pairs)")."""
+    seen = 0
+    for rel, got in _pages(visits).items():
+        for t in got["layout"]["axis_titles"]:
+            seen += 1
+            assert t["inside"], (rel, t)
+            if t["type"] in ("linear", "log"):
+                assert "(" in t["text"] and ")" in t["text"], (rel, t)
+    assert seen > 20
+    index = _pages(visits)["index.html"]["layout"]["axis_titles"]
+    evals_y = [t["text"] for t in index if t["chart"].startswith("chart-evals-") and t["axis"] == "ytitle"]
+    assert len(evals_y) == 2 and all("%" in t for t in evals_y), evals_y
+
+
+@needs_chromium
+def test_bar_labels_show_the_whole_value(visits):
+    """Each count label on a bar is the bar's full value (a label that is cut or rounded
+    away fails), and none is clipped (test_no_chart_text_is_cut_off)."""
+    labels = [b for got in _pages(visits).values() for b in got["layout"]["bar_labels"]]
+    counts = [b for b in labels if isinstance(b["value"], int | float) and float(b["value"]).is_integer()
+              and not b["text"].split(" ")[0].endswith("%")]  # a share of 100% is 1.0: not a count
+    assert len(counts) > 20, labels[:5]
+    for b in counts:
+        assert b["text"].split(" ")[0] == str(int(b["value"])), b
+    excl = [b for b in counts if b["chart"] == "chart-exclusions"]
+    assert {b["text"] for b in excl} >= {"35", "11", "7"}, excl
+
+
+@needs_chromium
+def test_single_evaluation_is_not_drawn_on_a_two_day_axis(visits):
+    """A metric evaluated once (the win-rate-decided run) gets hours around its point, not
+    days; an axis over several evaluations spans them."""
+    axes = {a["chart"]: a for a in _pages(visits)["index.html"]["layout"]["date_axes"]}
+    single = [a for c, a in axes.items() if c.startswith("chart-evals-") and a["distinct_x"] == 1]
+    several = [a for c, a in axes.items() if c.startswith("chart-evals-") and a["distinct_x"] > 1]
+    assert single and several, axes
+    for a in single:
+        assert 1 <= a["range_h"] <= 24, a
+    for a in several:
+        assert a["range_h"] >= 24 * 3, a
+
+
+@needs_chromium
+def test_every_numeric_column_names_its_unit(visits):
+    """A numeric column's header names its unit ("Answers shown (count)"), or its table has
+    a Unit column (the evaluation tables, whose rows are different metrics)."""
+    n = 0
+    for rel, got in _pages(visits).items():
+        for h in got["layout"]["headers"]:
+            n += 1
+            assert h["named"], (rel, h)
+    assert n > 20
+    text = _pages(visits)["index.html"]["text"]
+    assert "% of preference pairs" in text and "% of prompts (ties count half)" in text
+    assert "nats per token" in _pages(visits)["evals/dpo_lora_tiny-002-eval.html"]["text"]
+
+
+@needs_chromium
+def test_average_rating_states_its_scale(visits):
+    """The average rating says on which scale: recorded with the ratings (support-reply's
+    metadata.scale "1-5"), else the lowest and highest score given, marked as such."""
+    import re
+
+    text = _pages(visits)["index.html"]["text"]
+    rows = {line.split("\t")[0]: line for line in text.splitlines() if line.split("\t")[0] in APPS}
+    assert set(rows) == set(APPS), text
+    for app, line in rows.items():
+        m = re.search(r"\d\.\d\d on a 1–5 scale(\*?)", line)
+        assert m, line
+        assert (m.group(1) == "") == (app == "support-reply"), line  # the * marks an observed scale
+    assert "No scale was recorded with these ratings" in text
+
+
+@needs_chromium
+def test_sft_then_dpo_run_is_labelled_so(visits):
+    pages = _pages(visits)
+    assert "SFT → DPO fine-tune" in pages["index.html"]["text"]
+    assert "SFT → DPO fine-tune" in pages[f"evals/{SFT_DPO_RUN}-eval.html"]["text"]
+    assert "DPO fine-tune" in pages["evals/dpo_lora_tiny-003-eval.html"]["text"]
+    assert "SFT → DPO" not in pages["evals/dpo_lora_tiny-003-eval.html"]["text"]
+    assert "DPO fine-tune of models/smollm2-135m" in pages["index.html"]["text"]  # production: plain DPO
+    assert "SFT → DPO fine-tune of" not in pages["index.html"]["text"]
+
+
+@needs_chromium
+def test_overridden_primary_metric_is_shown_as_such(visits):
+    pages = _pages(visits)
+    text = pages[f"evals/{SFT_DPO_RUN}-eval.html"]["text"]
+    assert "Primary metric (decides promotion): Judge prefers the candidate's answer (winrate), " \
+           "overridden; default preference_accuracy" in text
+    assert "overridden; default preference_accuracy" in pages["index.html"]["text"]
+    for rel, got in pages.items():
+        if rel.startswith("evals/") and SFT_DPO_RUN not in rel:
+            assert "overridden" not in got["text"], rel
+
+
+@needs_chromium
+def test_regression_under_promote_says_whether_it_matters(visits):
+    """PROMOTE while a guard and an information metric are worse with confidence: each red
+    score says in words whether the gate cares; on every page, every red change does."""
+    text = _pages(visits)[f"evals/{SFT_DPO_RUN}-eval.html"]["text"]
+    assert text.split("\n").count("PROMOTE") >= 1
+    assert ("Likelihood of answers users accepted or wrote (change −0.198 nats per token): Worse with "
+            "confidence, but within its allowance of −0.500 nats per token: the gate accepts this regression.") in text
+    assert "not gated: shown for information; it does not block promotion" in text
+    for rel, got in _pages(visits).items():
+        assert got["layout"]["unexplained_red"] == [], (rel, got["layout"]["unexplained_red"])
+
+
+@needs_chromium
+def test_eval_pages_explain_their_terms(visits):
+    for rel, got in _pages(visits).items():
+        if not rel.startswith("evals/"):
+            continue
+        text = got["text"]
+        assert "What the terms mean" in text, rel
+        for term, gist in (("nats", "Natural-log units of likelihood"),
+                           ("AUC", "0.5 = chance"),
+                           ("Detectable change", "smallest true change this evaluation set would usually detect"),
+                           ("pts (percentage points)", "+5 pts")):
+            assert f"{term}\t" in text or f"{term}\n" in text, (rel, term)
+            assert gist in text, (rel, gist)
