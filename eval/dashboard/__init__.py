@@ -5,9 +5,3 @@ and writes a self-contained site: Plotly's bundled JS is vendored into
 `out/assets/`, so pages open from file:// and from any static server, offline.
 """
 
-
-def cmd_dashboard(argv: list[str]) -> int:
-    """Build the static HTML dashboard (index + one page per eval): dashboard [--out DIR] [--store FILE]."""
-    from eval.dashboard.build import main
-
-    return main(argv)

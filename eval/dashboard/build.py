@@ -10,7 +10,6 @@ it: open index.html from the file system, or `python -m http.server -d dashboard
 
 from __future__ import annotations
 
-import argparse
 import re
 import shutil
 import sys
@@ -23,7 +22,7 @@ from eval.dashboard import examples as ex
 from eval.dashboard.data import SiteData, load, snapshot_manifest, snapshot_path
 from eval.dashboard.terms import METRICS, fmt_amount, fmt_diff, fmt_value, is_pct, metric_label
 
-__all__ = ["METRICS", "build_site", "dashboard", "fmt_diff", "fmt_value", "is_pct", "main", "metric_label"]
+__all__ = ["METRICS", "build_site", "dashboard", "fmt_diff", "fmt_value", "is_pct", "metric_label"]
 
 DECISION_WORDS = {
     "promote": "Promote: the new model is better",
@@ -297,15 +296,3 @@ def dashboard(out: str = "dashboard", db: str | None = None) -> int:
     print(f"dashboard: {len(pages)} page(s) in {out}/ (open {Path(out) / 'index.html'})")
     return 0
 
-
-def main(argv: list[str] | None = None) -> int:
-    p = argparse.ArgumentParser(prog="python -m eval dashboard", description=dashboard.__doc__.splitlines()[0])
-    p.add_argument("--out", default="dashboard", help="folder to write (default: dashboard)")
-    p.add_argument("--store", "--db", dest="db", default=None,
-                   help="signal store (default: $SIGNALS_DB or data/signal.duckdb)")
-    args = p.parse_args(argv)
-    return dashboard(out=args.out, db=args.db)
-
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -501,7 +501,7 @@ def test_failed_eval_page_says_so(visits):
 @needs_chromium
 @pytest.mark.parametrize("kind", ["empty", "missing"])
 def test_empty_or_missing_store_gives_a_page(kind, tmp_path, browser, capsys):
-    from eval.dashboard.build import main
+    from eval.dashboard.build import dashboard
     from signals.store import open_store
 
     db = tmp_path / "signal.duckdb"
@@ -519,7 +519,7 @@ def test_empty_or_missing_store_gives_a_page(kind, tmp_path, browser, capsys):
         assert r.returncode == 2 and "does not exist" in r.stderr and str(db) in r.stderr, r
         assert not db.exists()
         # ... while the builder, called directly, writes a page that says so, and warns
-        assert main(["--out", str(out), "--store", str(db)]) == 0
+        assert dashboard(out=str(out), db=str(db)) == 0
         assert "no signal store" in capsys.readouterr().err and not db.exists()
     got = visit(browser, (out / "index.html").as_uri(), tmp_path / "artifacts" / f"{kind}-index.png")
     assert got["problems"] == [] and got["charts"] == []
