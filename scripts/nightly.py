@@ -143,7 +143,7 @@ def _pipeline(cfg) -> int:
 
     from train.rundir import FROZEN, fix_run_dir, load_frozen
 
-    ctx = chain.Context(cfg)
+    ctx = chain.Context(cfg, landing=True)
     try:
         chain.run(ctx, ["ingest", "build"])
         t = time.monotonic()

@@ -5,7 +5,7 @@ promote]`); the scheduled job (`scripts/nightly.py`) runs the same functions wit
 lock and its plan (skip, resume, eval only) between build and train. Each stage takes
 the run's `Context` and returns the fields of its one JSON log line.
 
-    ingest    fill a missing store on first use (`seed_store`), and the landing folder (`nightly.landing`)
+    ingest    fill a missing store on first use (`seed_store`); the scheduled job: the landing folder too
     build     `signals.build.build_snapshot` (an identical snapshot is reused), or `snapshot=` opened
     train     freeze the config into the run dir, start the workers, write manifest.json and the card
     eval      `eval.harness.evaluate`: score both models, apply the gate, record it in the registry
@@ -35,6 +35,7 @@ class Context:
     run_dir: Path | None = None
     result: dict | None = None              # eval.harness.evaluate's decision
     log: Callable[..., dict] | None = None  # how each stage reports: `log` (JSON lines) or `say`
+    landing: bool = False                   # the scheduled job also ingests `nightly.landing`
 
 
 def log(stage: str, status: str, started: float, **fields) -> dict:
@@ -81,7 +82,7 @@ def ingest(ctx: Context) -> dict:
             out["seeded"] = _summary(ingest_paths(paths, db=str(store), source=seed.ingest.get("source"),
                                                   progress=False))
     nightly = cfg.get("nightly")
-    if nightly:
+    if ctx.landing and nightly:
         landing = Path(str(nightly.landing))
         if nightly.get("simulate") and not any(landing.glob("*")):
             from scripts.simulate import simulate
