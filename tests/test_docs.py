@@ -44,6 +44,7 @@ import shlex
 import shutil
 import subprocess
 import sys
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -314,17 +315,20 @@ def run_real(c: Command, cwd: Path) -> None:
 def in_process(pkg: str, argv: list[str], replace=None) -> int:
     """Run `python -m pkg argv` through its CLI in this process; `replace` swaps the verb's function."""
     main = importlib.import_module(f"{pkg}.__main__")
-    saved = dict(main.VERBS)
+    saved, environ = dict(main.VERBS), dict(os.environ)
     if replace is not None:
         name = argv[0] if argv and argv[0] in main.VERBS else "run"
         main.VERBS[name] = dataclasses.replace(main.VERBS[name], run=replace)
     try:
-        code = main.main(list(argv))
+        with warnings.catch_warnings():      # the entry points set up the console for the process
+            code = main.main(list(argv))
     except SystemExit as e:                  # argparse
         code = e.code
     finally:
         main.VERBS.clear()
         main.VERBS.update(saved)
+        os.environ.clear()
+        os.environ.update(environ)
     return code
 
 
@@ -400,6 +404,7 @@ def test_every_command_of_a_page_runs(page, template, tmp_path, monkeypatch, cap
     monkeypatch.chdir(cwd)
     for k in ("SIGNALS_DB", "RUN_ID", "REAL_DATA"):
         monkeypatch.delenv(k, raising=False)
+    monkeypatch.setenv("TRL_EXPERIMENTAL_SILENCE", "1")     # as train.console sets it for a run
     for c in ALL[page][0]:
         if c.mode == "real":
             run_real(c, cwd)
