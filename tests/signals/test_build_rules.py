@@ -463,7 +463,7 @@ def test_recipe_problems_are_all_reported_at_once():
                    "caps": {"per_user": "ten"}, "outcome": {"rate_accept_at": 1, "rate_reject_at": 3},
                    "filters": {"since": "yesterday"}})
     msg = str(e.value)
-    for needle in ("split.method", "split.eval_fraction", "filtres: unknown option", "caps.per_user",
+    for needle in ("split.method", "split.eval_fraction", "unknown key 'filtres' (did you mean filters?)", "caps.per_user",
                    "rate_reject_at", "filters.since"):
         assert needle in msg, needle
     assert normalize({"name": "x"})["split"]["method"] == "hash"
@@ -476,15 +476,18 @@ def _flat(d, prefix=""):
     return out
 
 
-def test_base_recipe_documents_every_option_with_its_default():
-    import yaml
+def test_the_recipe_schema_is_written_once_and_every_recipe_starts_from_it():
+    """`signals.recipe.Recipe` is `conf/data/base` (ConfigStore): no YAML copy of the options."""
+    from omegaconf import OmegaConf
 
-    from signals.recipe import DEFAULTS
+    from signals.recipe import DEFAULTS, Recipe
     from tests.conftest import ROOT
 
-    base = yaml.safe_load((ROOT / "conf" / "data" / "base.yaml").read_text())
-    assert set(_flat(base)) == set(_flat(DEFAULTS))
-    assert normalize(base) == normalize({"name": "base"})
+    assert not (ROOT / "conf" / "data" / "base.yaml").exists()
+    assert OmegaConf.to_container(OmegaConf.structured(Recipe)) == DEFAULTS
+    for path in (ROOT / "conf" / "data").glob("*.yaml"):
+        assert "- base" in path.read_text(), f"{path} does not start from the schema"
+    assert normalize({"name": "base"}) == {**DEFAULTS, "name": "base"}
 
 
 def test_every_recipe_composes_and_validates():
@@ -492,7 +495,7 @@ def test_every_recipe_composes_and_validates():
     from tests.conftest import ROOT
 
     names = sorted(p.stem for p in (ROOT / "conf" / "data").glob("*.yaml"))
-    assert {"base", "demo", "smoke", "defacto", "hh-rlhf", "mlqe-pe", "mlqe-da", "finegrained-qa"} <= set(names)
+    assert {"demo", "smoke", "defacto", "hh-rlhf", "mlqe-pe", "mlqe-da", "finegrained-qa"} <= set(names)
     for name in names:
         recipe, store, root = compose_recipe([f"data={name}"])
         assert normalize(recipe)["name"] == name
