@@ -100,7 +100,7 @@ CHILD = {
 import json, resource, sys, time
 from signals.__main__ import main
 t = time.perf_counter()
-code = main(["ingest", sys.argv[1], "--db", sys.argv[2], "--json", "--wait", "0"])
+code = main(["ingest", sys.argv[1], "--store", sys.argv[2], "--json", "--wait", "0"])
 """,
     "floor": """
 import duckdb, json, resource, sys, time

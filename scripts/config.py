@@ -79,6 +79,17 @@ def known_keys(path: str) -> set[str] | None:
     return None
 
 
+def _open_args(override: str) -> str:
+    """`method.args.K=V` may set any field of the TRL config, listed in the YAML or not: `++` adds
+    or replaces it, and `train.config.validate` then checks it against the TRL class (close matches)."""
+    key = override.split("=", 1)[0]
+    parts = key.split(".")
+    if "=" in override and not key.startswith(("+", "~")) and len(parts) > 2 and (
+            parts[:2] == ["method", "args"] or (parts[0] == "then" and parts[2:3] == ["args"])):
+        return "++" + override
+    return override
+
+
 def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     """The root config with overrides (`+exp=smoke`, `method.args.beta=0.1`); ConfigError on any problem."""
     from eval.settings import problems as eval_problems
@@ -86,6 +97,7 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     from signals.recipe import Recipe
 
     register_schemas()
+    overrides = [_open_args(o) for o in overrides]
     cfg = compose_tree(overrides, schemas={"data": Recipe, "nightly": Nightly, "seed_store": SeedStore},
                        root_keys=ROOT_KEYS, known=known_keys)
     problems = eval_problems(cfg)

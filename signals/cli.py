@@ -134,7 +134,7 @@ def main(prog: str, summary: str, verbs: dict[str, Verb], argv: list[str] | None
     _check_options(parser, rest)
     args = parser.parse_intermixed_args(rest) if verb.overrides else parser.parse_args(rest)
     if verb.overrides:
-        bad = [o for o in args.overrides if "=" not in o]
+        bad = [o for o in args.overrides if "=" not in o and not o.startswith("~")]   # ~KEY deletes
         if bad:
             parser.error(f"{bad[0]!r} is not an override: write KEY=VALUE (e.g. +exp=smoke or seed=1)")
     return run_verb(prog, verb, args)

@@ -1,6 +1,6 @@
 """What is in the store: counts for people (`stats`) and machines (`stats --json`).
 
-The JSON keys are a stable contract (documented in the README):
+The JSON keys are a stable contract (documented in docs/signals.md):
 interactions, feedback {kind: n}, pending, quarantined, quarantine {reason: n}, users,
 opted_out, forgotten, ingests, sources {source: {files, records, interactions, feedback,
 duplicates, quarantined}}, first_ts, last_ts.

@@ -71,7 +71,7 @@ def test_a_typo_in_an_option_names_the_close_match(pkg, name, verb, capsys, tmp_
 OVERRIDE_TYPOS = {
     ("signals", "build"): [("split.metod=user", "data.split.method"), ("+split.metod=user", "data.split.method"),
                            ("data=demoo", "demo"), ("caps.per_usr=3", "data.caps.per_user")],
-    ("train", "run"): [("method.args.learnig_rate=1e-4", "method.args.learning_rate"),
+    ("train", "run"): [("method.args.learnig_rate=1e-4", "learning_rate"),
                        ("+method.args.learnig_rate=1e-4", "learning_rate"), ("+exp=smook", "smoke"),
                        ("data.split.metod=user", "data.split.method"), ("+gate.primery=winrate", "gate.primary"),
                        ("eval.batch_sise=8", "eval.batch_size"), ("+model.dtyp=float32", "model.dtype"),

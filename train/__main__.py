@@ -1,6 +1,6 @@
 """`python -m train [run] +exp=NAME [overrides]`: the stage chain from signal to a gated model.
 
-    python -m train +exp=smoke                                  # tiny model, SFT then DPO, CPU, < 1 min
+    python -m train +exp=smoke                                  # tiny model, SFT then DPO, eval, gate, on CPU
     python -m train +exp=sft_lora_tiny method.args.max_steps=30
     python -m train +exp=smoke launcher=ddp launcher.nproc_per_node=2     # 2 ranks (gloo on CPU)
     python -m train +exp=smoke peft=lora launcher=zero3                  # DeepSpeed ZeRO-3 + LoRA
@@ -43,10 +43,10 @@ def run(args) -> int:
     from train.rundir import FROZEN, fix_run_dir, load_frozen, wait_for_frozen
 
     cfg = compose(store_overrides(args))
+    validate(cfg)
     if args.cfg:
         print(OmegaConf.to_yaml(cfg, resolve=True))
         return 0
-    validate(cfg)
     cfg, resumed = fix_run_dir(cfg)
     launcher = cfg.launcher
     if launcher.get("tool", "local") != "local" and int(launcher.get("machine_rank", 0)) > 0:
@@ -138,7 +138,8 @@ VERBS = {
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("python -m train", __doc__.splitlines()[0].strip('`'), VERBS, argv, default="run")
+    return run_cli("python -m train", "The stage chain from user signal to a gated model.", VERBS, argv,
+                   default="run")
 
 
 if __name__ == "__main__":

@@ -1,6 +1,6 @@
 """Build the static dashboard site from the store and registry.
 
-    python -m eval dashboard --out dashboard --db data/signal.duckdb
+    python -m eval dashboard --out dashboard --store data/signal.duckdb
 
 Writes `index.html` (production model and its history, evals over time, tainted
 models, user signal), one `evals/<eval_id>.html` per evaluation, and `assets/`
@@ -243,9 +243,10 @@ def eval_view(data: SiteData, e: dict) -> dict:
 # ----------------------------------------------------------------------------- build
 
 
-def build_site(db: str | Path, out: str | Path) -> list[Path]:
-    """Render every page of the site into `out`; returns the HTML files written."""
-    data = load(db)
+def build_site(db: str | Path, out: str | Path, wait: float | None = None) -> list[Path]:
+    """Render every page of the site into `out`; returns the HTML files written. The store
+    is opened read-only, waiting up to `wait` seconds for another writer (`StoreLocked`)."""
+    data = load(db, wait=wait)
     out = Path(out)
     (out / "assets").mkdir(parents=True, exist_ok=True)
     (out / "evals").mkdir(exist_ok=True)
@@ -281,18 +282,19 @@ def _write_assets(assets: Path) -> None:
         shutil.copyfile(css, assets / "style.css")
 
 
-def dashboard(out: str = "dashboard", db: str | None = None) -> int:
+def dashboard(out: str = "dashboard", db: str | None = None, wait: float | None = None) -> int:
     """Build the static HTML dashboard (index + one page per eval) from the store and registry.
 
     out: folder to write (open out/index.html, or serve it with python -m http.server)
     db: the signal store (default: $SIGNALS_DB or data/signal.duckdb)
+    wait: seconds to wait for another process writing to the store (then StoreLocked, exit 3)
     """
     from signals.store import default_db
 
     db = db or default_db()
     if not Path(db).exists():
         print(f"warning: no signal store at {db}; the dashboard will say so", file=sys.stderr)
-    pages = build_site(db, out)
+    pages = build_site(db, out, wait=wait)
     print(f"dashboard: {len(pages)} page(s) in {out}/ (open {Path(out) / 'index.html'})")
     return 0
 

@@ -59,7 +59,7 @@ def build_snapshot(recipe: dict, store: str | os.PathLike | duckdb.DuckDBPyConne
     settings = settings or BuildSettings.from_env()
     if not isinstance(store, duckdb.DuckDBPyConnection) and not Path(store).exists():
         raise FileNotFoundError(f"signal store {store} does not exist: ingest first "
-                                "(python -m signals ingest PATH), or pass store=/--db")
+                                "(python -m signals ingest PATH --store FILE)")
     con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.open_store(store)
     try:
         return _build(con, r, Path(root), settings, _progress(progress))
