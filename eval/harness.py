@@ -83,7 +83,11 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
             raise EvalError(f"run {run.run_id} is tainted ({taint}); it is not evaluated")
         result = _evaluate(cfg, ecfg, gcfg, run, eval_id, store)
     except Exception as e:              # anything that stops the evaluation: recorded, never promote
+        from signals.secrets import from_env, scrub
+
         msg = str(e) if isinstance(e, EvalError) else f"{type(e).__name__}: {e}"
+        # recorded and shown on the dashboard: never with a key an endpoint echoed
+        msg = scrub(msg, known=from_env((ecfg.get("judge") or {}).get("api_key_env")))
         decision = decide({}, gcfg, error=msg)
         if record:
             from eval.registry import record_evaluation

@@ -5,12 +5,23 @@
 {"outcome": 1 (candidate wins) | 0.5 (tie) | 0 (baseline wins), ...details}.
 
 - `rules`: task checks from config (regex, JSON validity, a Python callable
-  "module:function"); the answer passing more checks wins.
+  "module:function"); the answer passing more checks wins. A `callable:` check
+  IMPORTS AND RUNS the named code, with the evaluating process's rights: a judge
+  config is code, not data.
 - `reward_model`: a sequence-classification model (a `method=reward` run dir or
   a model folder) scores prompt + answer; the higher reward wins.
 - `openai`: any OpenAI-compatible chat endpoint. Each pair is judged twice, with
   the candidate first and then second, so position bias cancels; both verdicts
   are recorded. Retries with exponential backoff; verdicts cached in the store.
+  Every error it raises, and every reply it caches, passes `signals.secrets.scrub`
+  with the key read from the environment: an endpoint that echoes the request
+  (`Authorization: Bearer ...`) leaves no key in the store, the logs or the dashboard.
+
+Trust: the judge node comes from the composed config (conf/ and the command line). It
+is trusted input only, like a run directory (its `manifest.json` names the models eval
+loads; its frozen `config.yaml` is what train's workers run): a `callable:` runs code, a
+`path:` loads a model, a `base_url:` receives the key. Never compose a config, or
+evaluate a run directory, that someone you do not trust could have written.
 """
 
 from __future__ import annotations
@@ -27,6 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval import EvalError
+from signals.secrets import scrub
 
 
 def _outcome(cand: float, base: float, eps: float = 0.0) -> float:
@@ -41,7 +53,12 @@ def _outcome(cand: float, base: float, eps: float = 0.0) -> float:
 
 
 class RulesJudge:
-    """Scores each answer by the share of applicable checks it passes."""
+    """Scores each answer by the share of applicable checks it passes.
+
+    A `callable: "package.module:function"` check imports that module (running its
+    top-level code) and calls the function on every answer, in this process: only
+    configure modules you trust, as you would code you run yourself.
+    """
 
     name = "rules"
 
@@ -253,13 +270,19 @@ class OpenAIJudge:
             except urllib.error.HTTPError as e:
                 last = f"HTTP {e.code}"
                 if e.code != 429 and e.code < 500:
-                    raise EvalError(f"judge endpoint {self.url}: HTTP {e.code} {e.reason}: "
-                                    f"{e.read()[:200]!r}") from e
+                    body = self._scrub(_read_body(e))[:300]       # scrubbed before it is cut
+                    raise EvalError(self._scrub(f"judge endpoint {self.url}: HTTP {e.code} {e.reason}: "
+                                                f"{body!r}")) from None
             except (urllib.error.URLError, TimeoutError, ConnectionError) as e:
                 last = str(e)
             except (KeyError, IndexError, ValueError) as e:
-                raise EvalError(f"judge endpoint {self.url}: unexpected reply ({e})") from e
-        raise EvalError(f"judge endpoint {self.url}: gave up after {self.max_retries + 1} tries ({last})")
+                raise EvalError(self._scrub(f"judge endpoint {self.url}: unexpected reply ({e})")) from None
+        raise EvalError(self._scrub(f"judge endpoint {self.url}: gave up after {self.max_retries + 1} tries "
+                                    f"({last})"))
+
+    def _scrub(self, text: str) -> str:
+        """`text` without the key (nor any other secret shape): it is stored and shown."""
+        return scrub(text, known=[self.key])
 
     def verdict(self, prompt_text: str, a: str, b: str) -> tuple[str, str]:
         key = self._key(prompt_text, a, b)
@@ -276,7 +299,8 @@ class OpenAIJudge:
 
             with store(self.store) as con:        # a short write: ingest and the dashboard are not locked out
                 con.execute("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?)",
-                            [key, self.model, self.base_url, v, raw, datetime.now(UTC)])
+                            [key, self.model, self._scrub(self.base_url), v, self._scrub(raw),
+                             datetime.now(UTC)])
         return v, raw
 
     def _cached(self, key: str):
@@ -305,6 +329,14 @@ class OpenAIJudge:
 
     def close(self):
         pass
+
+
+def _read_body(e: urllib.error.HTTPError, limit: int = 4096) -> str:
+    """The start of an HTTP error's body as text (it may echo the request, key included)."""
+    try:
+        return (e.read(limit) or b"").decode("utf-8", "replace")
+    except Exception:  # noqa: BLE001 - a body that cannot be read is just not shown
+        return ""
 
 
 def parse_verdict(text: str) -> str:

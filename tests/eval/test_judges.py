@@ -75,9 +75,9 @@ class FakeEndpoint:
     """A local OpenAI-compatible /chat/completions: prefers the answer containing 'good'
     (or always 'A' when biased); fails the first `fail_first` requests with 503."""
 
-    def __init__(self, biased=False, fail_first=0, status=503):
+    def __init__(self, biased=False, fail_first=0, status=503, echo=False):
         self.requests, self.bodies = 0, []
-        self.biased, self.fail_first, self.status = biased, fail_first, status
+        self.biased, self.fail_first, self.status, self.echo = biased, fail_first, status, echo
         outer = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -92,11 +92,19 @@ class FakeEndpoint:
                 if outer.requests <= outer.fail_first:
                     self.send_response(outer.status)
                     self.end_headers()
-                    self.wfile.write(b'{"error": "busy"}')
+                    if outer.echo:   # like a careless proxy: the request's headers in the error body
+                        auth = self.headers.get("Authorization")
+                        key = auth.split()[-1]
+                        self.wfile.write(json.dumps({"error": f"invalid request; you sent Authorization: {auth}",
+                                                     "key": key, "hint": f"check key={key}"}).encode())
+                    else:
+                        self.wfile.write(b'{"error": "busy"}')
                     return
                 text = body["messages"][0]["content"]
                 a = re.search(r"\[Answer A\]\n(.*?)\n\n\[Answer B\]", text, re.S).group(1)
                 verdict = "A" if outer.biased or "good" in a else "B"
+                if outer.echo:
+                    verdict += f" (authorized by {self.headers.get('Authorization')})"
                 reply = {"choices": [{"message": {"role": "assistant", "content": verdict}}]}
                 data = json.dumps(reply).encode()
                 self.send_response(200)
@@ -167,3 +175,39 @@ def test_openai_judge_errors(tmp_path, key, monkeypatch):
     monkeypatch.delenv("JUDGE_KEY")
     with pytest.raises(EvalError, match="'JUDGE_KEY' is not set"):
         _judge("http://127.0.0.1:9", tmp_path / "s.duckdb")
+
+
+SECRET_KEY = "zq9-custom-judge-key-0042"      # matches no vendor key shape: only `known` catches it
+
+
+def test_an_endpoint_echoing_the_key_leaves_it_nowhere(tmp_path, monkeypatch):
+    """An HTTP 400 whose body echoes `Authorization: Bearer KEY` and the key: the EvalError
+    names the status and the body, with [SECRET] where the key was; a 200 reply echoing it
+    is cached (judgments.raw) without it."""
+    import duckdb
+
+    monkeypatch.setenv("JUDGE_KEY", SECRET_KEY)
+    with FakeEndpoint(fail_first=1, status=400, echo=True) as ep:
+        j = _judge(ep.url, tmp_path / "s.duckdb")
+        with pytest.raises(EvalError) as err:
+            j.compare(ROWS[:1], ["a"], ["b"])
+        assert ep.bodies[0][1] == f"Bearer {SECRET_KEY}"       # the key was sent ...
+        msg = str(err.value)
+        assert "HTTP 400" in msg and "invalid request" in msg and "[SECRET]" in msg
+        assert SECRET_KEY not in msg and SECRET_KEY[:12] not in msg   # ... and is not in the error
+        assert err.value.__cause__ is None and err.value.__suppress_context__
+        out = j.compare(ROWS[:1], ["good"], ["meh"])             # 200s whose text echoes the header
+        assert out[0]["outcome"] == 1.0
+    con = duckdb.connect(str(tmp_path / "s.duckdb"), read_only=True)
+    raws = [r[0] for r in con.execute("SELECT raw FROM judgments").fetchall()]
+    con.close()
+    assert len(raws) == 2 and all("Bearer [SECRET]" in r and SECRET_KEY not in r for r in raws)
+
+
+def test_judge_url_password_is_not_stored(tmp_path, key):
+    with FakeEndpoint() as ep:
+        url = ep.url.replace("http://", "http://judge:hunter2pass@")
+        with pytest.raises(EvalError) as err:
+            OpenAIJudge(base_url=url, model="judge-1", api_key_env="JUDGE_KEY", max_retries=0,
+                        timeout_s=5, cache=False).compare(ROWS[:1], ["a"], ["b"])
+    assert "hunter2pass" not in str(err.value) and "judge:[SECRET]@" in str(err.value)
