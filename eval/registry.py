@@ -8,7 +8,14 @@ aliases       append-only log of alias moves; the current target is replayed fro
 
 A run whose snapshot was revoked (`snapshots.revoked_at`, set by `signals forget`)
 is tainted: shown as such and never promoted. Promoting writes a pointer file
-`{pointer_dir}/{alias}.json` naming the served model directory.
+`{pointer_dir}/{alias}.json` naming the served model directory; an alias is a file name,
+so it must match `signals.recipe.SAFE_NAME` (no `/`, no `..`).
+
+Every error and reason recorded with a decision passes `signals.secrets.scrub` first:
+an error may quote an HTTP body that echoes an API key, and these rows are shown on the
+dashboard. A run directory (`manifest.json`, the frozen `config.yaml`) is trusted input
+only: it names the models that are loaded and served, and the config names code to run
+(a judge's `callable:`).
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval import EvalError
+from signals.secrets import from_env, scrub, scrub_all
 from signals.store import transaction
 
 PRODUCTION = "production"
@@ -37,17 +45,23 @@ def register_run(con, run) -> None:
 def record_evaluation(con, *, eval_id: str, run_id: str, metrics: list, decision: dict,
                       gate_config: dict, eval_config: dict, baseline: str | None,
                       snapshot_version: str | None, examples_dir: str | None) -> None:
-    """Store every metric row and the decision of one evaluation, atomically."""
+    """Store every metric row and the decision of one evaluation, atomically. The error,
+    reasons and configs are scrubbed of secrets (the judge's key among them)."""
     now = _now()
+    judge = (eval_config or {}).get("judge") if isinstance(eval_config, dict) else None
+    known = from_env(judge.get("api_key_env") if isinstance(judge, dict) else None)
+    reasons = scrub_all(list(decision.get("reasons", [])), known=known)
+    error = scrub(decision.get("error"), known=known)
+    gate_json = scrub(json.dumps(gate_config, default=str), known=known)
+    eval_json = scrub(json.dumps(eval_config, default=str), known=known)
     with transaction(con):
         for m in metrics:
             con.execute("INSERT OR REPLACE INTO eval_results VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
                 eval_id, run_id, m.name, _f(m.baseline), _f(m.candidate), _f(m.diff), _f(m.ci_low),
                 _f(m.ci_high), int(m.n), _f(m.mde), json.dumps(m.details, default=str), now])
         con.execute("INSERT OR REPLACE INTO decisions VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)", [
-            eval_id, run_id, decision["decision"], json.dumps(decision.get("reasons", [])),
-            json.dumps(gate_config, default=str), json.dumps(eval_config, default=str), baseline,
-            snapshot_version, examples_dir, decision.get("error"), now])
+            eval_id, run_id, decision["decision"], json.dumps(reasons), gate_json, eval_json, baseline,
+            snapshot_version, examples_dir, error, now])
 
 
 def _f(x):
@@ -106,9 +120,20 @@ def resolve_run(con, ref: str) -> str:
     return run_id
 
 
+def check_alias(alias: str) -> str:
+    """`alias` when it is a safe file name (`{pointer_dir}/{alias}.json`), else EvalError."""
+    from signals.recipe import name_problem
+
+    problem = name_problem(alias)
+    if problem:
+        raise EvalError(f"alias {alias!r}: {problem}")
+    return alias
+
+
 def promote(con, run_ref: str, *, alias: str = PRODUCTION, pointer_dir: str | None = None,
             force: bool = False, reason: str | None = None, eval_id: str | None = None) -> str:
     """Point `alias` at a run. Needs a `promote` decision unless forced; never a tainted run."""
+    check_alias(alias)
     run_id = resolve_run(con, run_ref)
     bad, why = tainted(con, run_id)
     if bad:
@@ -150,6 +175,7 @@ def promote_if_allowed(store: str, result: dict, gate, *, pointer_dir: str | Non
 def rollback(con, *, alias: str = PRODUCTION, pointer_dir: str | None = None,
              reason: str | None = None) -> str | None:
     """Move `alias` back to the run it pointed to before the current one."""
+    check_alias(alias)
     stack = alias_stack(con, alias)
     if not stack:
         raise EvalError(f"alias {alias!r} points to nothing; nothing to roll back")
@@ -161,6 +187,7 @@ def rollback(con, *, alias: str = PRODUCTION, pointer_dir: str | None = None,
 
 def write_pointer(con, alias: str, pointer_dir: str | None) -> Path | None:
     """`{pointer_dir}/{alias}.json`: what a server loads ({"run_id", "model_path", ...})."""
+    check_alias(alias)
     if not pointer_dir:
         return None
     path = Path(pointer_dir) / f"{alias}.json"

@@ -15,6 +15,7 @@ before any SQL runs:
 
 from __future__ import annotations
 
+import re
 from dataclasses import asdict, dataclass, field
 from datetime import datetime
 from typing import Any
@@ -226,5 +227,20 @@ def _check_values(r: dict, problems: list[str]) -> None:
     for lo, hi in (("min_prompt_chars", "max_prompt_chars"), ("min_completion_chars", "max_completion_chars")):
         if f[lo] > f[hi]:
             problems.append(f"filters.{lo} ({f[lo]}) is above filters.{hi} ({f[hi]})")
-    if not isinstance(r["name"], str) or not r["name"]:
-        problems.append("name: must be a non-empty string")
+    problem = name_problem(r["name"])
+    if problem:
+        problems.append(f"name: {r['name']!r}: {problem} (it names the snapshot folder)")
+
+
+# A name that becomes a file or folder name (a recipe's snapshot folder, an alias's pointer
+# file): a letter or digit, then up to 63 letters, digits, '_', '.' or '-'; never '.' or '..'.
+SAFE_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]{0,63}")
+SAFE_NAME_RULE = ("must be 1-64 characters: a letter or digit, then letters, digits, '_', '.' or '-' "
+                  "(no '/', no '..': it becomes a path)")
+
+
+def name_problem(name) -> str | None:
+    """Why `name` cannot become a file or folder name (SAFE_NAME), or None when it can."""
+    if not isinstance(name, str) or not SAFE_NAME.fullmatch(name) or name in (".", ".."):
+        return SAFE_NAME_RULE
+    return None

@@ -3,12 +3,19 @@
 Fragments reference the global `Plotly` loaded once per page from the vendored
 `assets/plotly.min.js` (no CDN), so pages work from file:// and when served.
 Colors are fixed per meaning (a reject is red on every chart).
+
+Plotly draws a small HTML subset in every text, label, legend name, title and hover
+label (`<b>`, `<a href>`, `<br>`, entities), so each string built from data (app and
+task names come from the logs, metric and slice names from the store) passes `_t`
+(`html.escape`) before it reaches a figure: an app named `<a href="...">` reads as
+that text, and no element is created.
 """
 
 from __future__ import annotations
 
 from collections import defaultdict
 from datetime import timedelta
+from html import escape
 
 import plotly.graph_objects as go
 import plotly.io as pio
@@ -25,6 +32,12 @@ CONFIG = {"displaylogo": False, "responsive": True,
           "modeBarButtonsToRemove": ["lasso2d", "select2d"]}
 
 
+def _t(value) -> str:
+    """Data as Plotly text: `<`, `>` and `&` escaped (Plotly decodes &lt; &gt; &amp; back
+    to the characters, as text; quotes stay, since Plotly does not decode &quot;)."""
+    return escape(str(value), quote=False)
+
+
 def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
     kw.setdefault("margin", dict(l=60, r=20, t=30, b=50))
     fig.update_layout(height=height, template="plotly_white",
@@ -38,9 +51,10 @@ def _layout(fig: go.Figure, height: int, **kw) -> go.Figure:
 
 def wrap(text: str, width: int = 26) -> str:
     """Break a long axis title into lines of about `width` characters (Plotly's <br>), so
-    a vertical title fits the plot's height instead of running past the chart's edges."""
+    a vertical title fits the plot's height instead of running past the chart's edges.
+    `text` is plain text: it is escaped, only the <br> breaks are markup."""
     lines, line = [], ""
-    for word in text.split():
+    for word in _t(text).split():
         if line and len(line) + 1 + len(word) > width:
             lines.append(line)
             line = word
@@ -64,9 +78,9 @@ def signal_per_day(rows: list[dict]) -> go.Figure:
     fig = go.Figure()
     for kind in [k for k in KIND_COLORS if k in by_kind] + sorted(set(by_kind) - set(KIND_COLORS)):
         days = sorted(by_kind[kind])
-        fig.add_bar(x=days, y=[by_kind[kind][d] for d in days], name=KIND_LABELS.get(kind, kind),
+        fig.add_bar(x=days, y=[by_kind[kind][d] for d in days], name=KIND_LABELS.get(kind, _t(kind)),
                     marker_color=KIND_COLORS.get(kind),
-                    hovertemplate="%{x|%a %d %b}: %{y} " + kind + " events<extra></extra>")
+                    hovertemplate="%{x|%a %d %b}: %{y} " + _t(kind) + " events<extra></extra>")
     fig.update_layout(barmode="stack")
     fig.update_xaxes(title_text="Day (UTC)", tickformat="%d %b", dtick=86400000.0)
     fig.update_yaxes(title_text="Feedback events (count)")
@@ -75,7 +89,7 @@ def signal_per_day(rows: list[dict]) -> go.Figure:
 
 def rates_per_app(rows: list[dict]) -> go.Figure:
     """100% horizontal bars: of the outputs users judged, the share accepted / edited / rejected."""
-    apps = [r["app"] for r in rows if r["judged"]]
+    apps = [_t(r["app"]) for r in rows if r["judged"]]
     fig = go.Figure()
     for kind, col in (("accept", "accepted"), ("edit", "edited"), ("reject", "rejected")):
         shares = [r[col] / r["judged"] for r in rows if r["judged"]]
@@ -101,7 +115,7 @@ def evals_over_time(evals: list[dict], metric: str, label: str, percent: bool = 
     lo = [e["primary"]["baseline"] + e["primary"]["ci_low"] for e in pts]
     hi = [e["primary"]["baseline"] + e["primary"]["ci_high"] for e in pts]
     fmt = ".1%" if percent else ".3f"
-    u = "" if percent or not unit else " " + unit.split(" (")[0]
+    u = "" if percent or not unit else " " + _t(unit.split(" (")[0])
     fig = go.Figure()
     fig.add_scatter(x=x, y=hi, mode="lines", line=dict(width=0), showlegend=False, hoverinfo="skip")
     fig.add_scatter(x=x, y=lo, mode="lines", line=dict(width=0), fill="tonexty",
@@ -124,7 +138,7 @@ def evals_over_time(evals: list[dict], metric: str, label: str, percent: bool = 
             error_y=dict(type="data", symmetric=False, color=color, thickness=1.5, width=6,
                          array=[e["primary"]["ci_high"] - e["primary"]["diff"] for e in sel],
                          arrayminus=[e["primary"]["diff"] - e["primary"]["ci_low"] for e in sel]),
-            customdata=[[e["run_id"], e["eval_id"]] for e in sel],
+            customdata=[[_t(e["run_id"]), _t(e["eval_id"])] for e in sel],
             hovertemplate="candidate %{y:" + fmt + "}" + u + "<br>run %{customdata[0]}<br>eval %{customdata[1]}"
                           f"<extra>{decision}</extra>")
     # The title names the metric and its unit, wrapped so it fits the plot's height.
@@ -155,11 +169,11 @@ def metric_diffs(metrics: list[dict], labels: dict[str, str], margin: float | No
     titles = []
     for m in ms:
         u = "pts" if m["metric"] in percent else units.get(m["metric"], "")
-        titles.append(labels.get(m["metric"], m["metric"]) + (f" · change in {u}" if u else ""))
+        titles.append(_t(labels.get(m["metric"], m["metric"]) + (f" · change in {u}" if u else "")))
     fig = make_subplots(rows=len(ms), cols=1, vertical_spacing=0.5 / max(1, len(ms)), subplot_titles=titles)
     for i, m in enumerate(ms, start=1):
         k = 100.0 if m["metric"] in percent else 1.0   # shares are drawn in percentage points
-        u = " pts" if m["metric"] in percent else (" " + units[m["metric"]] if units.get(m["metric"]) else "")
+        u = " pts" if m["metric"] in percent else (" " + _t(units[m["metric"]]) if units.get(m["metric"]) else "")
         d = m["diff"] * k
         lo = (m["ci_low"] if m["ci_low"] is not None else m["diff"]) * k
         hi = (m["ci_high"] if m["ci_high"] is not None else m["diff"]) * k
@@ -212,7 +226,7 @@ def win_tie_loss(counts: dict[str, int]) -> go.Figure:
 def slices(rows: list[dict], label: str, percent: bool = False) -> go.Figure:
     # `label` names the metric and its unit: it is the x axis title.
     """Baseline vs candidate per app/task slice, with n in the labels."""
-    names = [f"{r['slice']} (n={r['n']})" for r in rows]
+    names = [_t(f"{r['slice']} (n={r['n']})") for r in rows]
     fig = go.Figure()
     fmt = ".0%" if percent else ".2f"
     fig.add_bar(y=names, x=[r["baseline"] for r in rows], orientation="h", name="Baseline",
@@ -236,7 +250,7 @@ def composition(counts: dict) -> go.Figure:
     kinds = list(counts)
     fig = go.Figure()
     for split, color in (("train", "#0969da"), ("eval", "#bf8700")):
-        fig.add_bar(x=[KIND_NAMES.get(k, k) for k in kinds],
+        fig.add_bar(x=[KIND_NAMES.get(k, _t(k)) for k in kinds],
                     y=[int((counts[k] or {}).get(split, 0)) for k in kinds],
                     name=f"{split} rows", marker_color=color, texttemplate="%{y}",
                     textposition="inside", insidetextanchor="middle", hovertemplate="%{x}: %{y} " + split + " rows<extra></extra>")
@@ -249,7 +263,8 @@ def exclusions(reasons: dict) -> go.Figure:
     """Interactions left out of the snapshot, by reason."""
     items = sorted(reasons.items(), key=lambda kv: -kv[1])
     fig = go.Figure()
-    fig.add_bar(y=[k.replace("_", " ").replace(".", ": ") for k, _ in items], x=[v for _, v in items], orientation="h",
+    fig.add_bar(y=[_t(k.replace("_", " ").replace(".", ": ")) for k, _ in items], x=[v for _, v in items],
+                orientation="h",
                 marker_color="#8c959f", texttemplate="%{x}", textposition="outside", cliponaxis=False,
                 hovertemplate="%{y}: %{x}<extra></extra>", showlegend=False)
     fig.update_xaxes(title_text="Interactions left out (count)", range=_label_room([float(v) for _, v in items]))

@@ -83,15 +83,17 @@ class SiteData:
                 "tainted": any(t["run_id"] == last["run_id"] for t in self.tainted)}
 
 
-def load(db: str | Path) -> SiteData:
-    """Read the store at `db` read-only. A missing file gives an empty SiteData."""
-    from signals.store import open_store
+def load(db: str | Path, wait: float | None = None) -> SiteData:
+    """Read the store at `db` read-only (never creating it). A missing file gives an empty
+    SiteData; while another process writes to it, wait up to `wait` seconds (default
+    `signals.store.DEFAULT_WAIT`), then `StoreLocked` naming that process."""
+    from signals.store import DEFAULT_WAIT, open_store
 
     db = str(db)
     if not Path(db).exists():
         return SiteData(db=db, store_found=False)
     try:
-        con = open_store(db, read_only=True)
+        con = open_store(db, read_only=True, wait=DEFAULT_WAIT if wait is None else wait)
     except duckdb.IOException as e:
         raise RuntimeError(f"cannot open the signal store {db} read-only: {e} "
                            "(another process holds it read-write; retry when it finishes)") from e
@@ -102,6 +104,9 @@ def load(db: str | Path) -> SiteData:
 
 
 def _read(con: duckdb.DuckDBPyConnection, db: str) -> SiteData:
+    from signals.secrets import from_env, scrub, scrub_all
+
+    known = from_env()  # rows written before errors were scrubbed may still hold a key
     data = SiteData(db=db, tables=tables(con))
     if {"interactions", "feedback"} <= data.tables:
         data.signal_per_day = rows(con, sql("signal_per_day"))
@@ -119,12 +124,14 @@ def _read(con: duckdb.DuckDBPyConnection, db: str) -> SiteData:
     for r in rows(con, "SELECT * FROM runs ORDER BY registered_at"):
         r["manifest"] = as_json(r.get("manifest"), {})
         data.runs[r["run_id"]] = r
-    data.aliases = rows(con, "SELECT * FROM aliases ORDER BY seq")
+    data.aliases = [dict(a, reason=scrub(a["reason"], known=known))
+                    for a in rows(con, "SELECT * FROM aliases ORDER BY seq")]
     for e in rows(con, sql("evals")):
         for key, default in (("reasons", []), ("gate_config", {}), ("eval_config", {})):
-            e[key] = as_json(e[key], default)
+            e[key] = scrub_all(as_json(e[key], default), known=known)
         if isinstance(e["reasons"], str):
             e["reasons"] = [e["reasons"]]
+        e["error"] = scrub(e.get("error"), known=known)
         data.evals.append(e)
     for m in rows(con, "SELECT * FROM eval_results ORDER BY eval_id, metric"):
         m["details"] = as_json(m.get("details"), {})
