@@ -181,12 +181,12 @@ def dashboard(args) -> int:
     path = args.store or default_db()
     if not Path(path).is_file():
         raise StoreMissing(f"signal store {path} does not exist: nothing to show (pass --store FILE)")
-    return build(out=args.out, db=path)
+    return build(out=args.out, db=path, wait=args.wait)
 
 
 def _dashboard_args(p) -> None:
     p.add_argument("--out", default="dashboard", help="folder to write (default dashboard)")
-    add_store(p, wait=None)
+    add_store(p)
 
 
 VERBS = {

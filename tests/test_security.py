@@ -264,8 +264,6 @@ def test_registry_waits_for_a_writer_then_exits_3(held_store):
     _locked_one_line(r, holder.pid)
 
 
-@pytest.mark.xfail(strict=True, reason="eval/__main__.py: `dashboard` has no --wait and does not pass it on "
-                                       "(add_store(p) and build(out=..., db=..., wait=args.wait))")
 def test_dashboard_waits_for_a_writer_then_exits_3(held_store, tmp_path):
     db, holder = held_store
     r = subprocess.run([sys.executable, "-m", "eval", "dashboard", "--store", str(db), "--wait", "1",
