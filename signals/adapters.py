@@ -16,6 +16,22 @@ import tarfile
 from pathlib import Path
 
 
+def first_wins(pairs: list) -> dict:
+    """json object_pairs_hook: for a key repeated in one object the first occurrence wins,
+    the rule DuckDB's JSON reader applies to native records (signals/ingest.py)."""
+    d = dict(pairs)
+    if len(d) != len(pairs):
+        d = {}
+        for k, v in pairs:
+            d.setdefault(k, v)
+    return d
+
+
+def loads(text: str):
+    """json.loads with the first-occurrence rule for repeated keys."""
+    return json.loads(text, object_pairs_hook=first_wins)
+
+
 def _open_text(path: Path):
     raw = gzip.open(path, "rb") if path.name.endswith(".gz") else open(path, "rb")
     return io.TextIOWrapper(raw, encoding="utf-8", errors="strict", newline="")
@@ -34,7 +50,7 @@ def read_jsonl(path: Path):
             if not text.strip():
                 continue
             try:
-                yield n, json.loads(text), text, None
+                yield n, loads(text), text, None
             except ValueError as e:
                 yield n, None, text, ("malformed_json", None, f"not valid JSON: {e}")
 
@@ -44,7 +60,7 @@ def read_json(path: Path):
     with _open_text(path) as f:
         text = f.read()
     try:
-        doc = json.loads(text)
+        doc = loads(text)
     except ValueError as e:
         yield 1, None, text[:2000], ("malformed_json", None, f"not valid JSON: {e}")
         return

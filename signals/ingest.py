@@ -6,8 +6,47 @@
 Each source file is one transaction: the store holds all of a file or none of it. A file
 whose bytes (sha256) were ingested before, under the same source mapping, is skipped.
 Lines are read as one text column (DuckDB's read_json aborts on one bad line), so every
-record is either stored, recognised as a duplicate, or quarantined with its row and reason.
-The SQL stages live in signals/sql/ingest_*.sql.
+record is either stored, recognised as a duplicate, or quarantined with its row and reason;
+no file stops the ingest of the files after it. The SQL stages live in signals/sql/ingest_*.sql.
+`check_integrity(con)` lists what is wrong with a store (nothing, after any ingest).
+
+Rules for hostile input:
+
+- Paths. A path that exists is read as itself, even when its name holds glob characters
+  (`data[1].jsonl`, `q?.jsonl`): it is escaped for DuckDB, whose readers expand `[ ? *`.
+  Only a path that does not exist is expanded as a glob.
+- Symbolic links. A file named on the command line is read even if it is a link. Inside a
+  folder or a glob, links to files or folders are not followed: they are listed in the
+  summary with status "symlink" and nothing is read through them, unless
+  `follow_symlinks=True` (`--follow-symlinks`).
+- Corrupt files. A file that cannot be read (a truncated or bad .gz, a broken tarball for
+  an adapter, undecodable text for a mapping's JSON reader) gets status "corrupt": one
+  quarantine row `corrupt_file` naming the file (no row number, no raw text) and an
+  `ingests` row (0 records, 1 quarantined), so the same bytes are not retried; a later,
+  complete file (other bytes) is ingested. The next files are read either way.
+- Long lines. A line longer than DuckDB's scan buffer (32 MiB at least) vanishes from its
+  reader without an error; the bytes read are checked against the file's size, and on a
+  mismatch the file is re-read through a cleaned copy in which that line is `too_large`.
+- Control characters. A raw carriage return (or other raw control character) inside a
+  line is not JSON: the line is quarantined as `malformed_json`; CRLF line ends are fine.
+- Hive folders (`user_id=bob/part.parquet`, CSV too). A partition value fills a field only
+  when the file has no column of that name: a file's own values win. JSON lines files
+  take nothing from folder names.
+- Timestamps. `ts` must lie in [1970-01-01T00:00:00Z, 2100-01-01T00:00:00Z) (TS_MIN,
+  TS_MAX; `ts_ok` in ingest_macros.sql): `infinity`, year 10000, years before 1 or 1970,
+  negative epochs are quarantined as `invalid_timestamp`, for interactions, feedback
+  records and nested events alike. Epoch numbers of 1e11 or more are milliseconds.
+- Duplicate keys. In a JSON object that repeats a key, the first occurrence wins, at any
+  depth, for native records (DuckDB's JSON functions) and for records of a source mapping
+  (its readers parse with `signals.adapters.first_wins`) alike. Stored JSON (`prompt`,
+  `metadata`) keeps the text as given; the dataset builder reads it with DuckDB, so the
+  same first occurrence is what it sees.
+
+Quarantine reasons: malformed_json, invalid_utf8, wrong_type, missing_field,
+invalid_timestamp, unknown_kind, edit_without_text, rate_without_score,
+choose_without_other, conflict, too_large (over max_record_chars, or over DuckDB's line
+buffer), mapping_error (a source mapping could not map the record), malformed_csv,
+corrupt_file (the whole file could not be read; no row).
 """
 
 from __future__ import annotations
@@ -18,16 +57,21 @@ import hashlib
 import json
 import os
 import re
+import tarfile
 import tempfile
+import zlib
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from importlib import resources
 from pathlib import Path
 
+import duckdb
+
 from signals.store import default_db, open_store, transaction
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
 DEFAULT_MAX_RECORD_CHARS = 1_000_000
+TS_MIN, TS_MAX = "1970-01-01T00:00:00+00:00", "2100-01-01T00:00:00+00:00"  # as in ingest_macros.sql ts_ok
 DELIM = "\x01"  # never in valid JSON text (control characters must be escaped)
 
 
@@ -47,25 +91,80 @@ def supported(path: Path) -> bool:
     return any(name.endswith(s) for s in SUFFIXES)
 
 
-def discover(paths, extra_suffixes: tuple[str, ...] = ()) -> list[Path]:
-    """Files named by `paths`: files, folders (recursive, hive layouts too) and globs."""
+GLOB_CHARS = re.compile(r"([\[?*])")
+
+
+def _duck_path(path) -> str:
+    """A path DuckDB reads literally: its file readers expand `[`, `?` and `*` as a glob
+    (STACK.md), so `data[1].jsonl` would read `data1.jsonl`; `[[]` matches a literal `[`."""
+    return GLOB_CHARS.sub(r"[\1]", str(path))
+
+
+SYMLINK_NOT_FOLLOWED = "symbolic link not followed (ingest_paths(follow_symlinks=True) or --follow-symlinks reads it)"
+
+
+def discover(paths, extra_suffixes: tuple[str, ...] = (), *, follow_symlinks: bool = False,
+             skipped: list | None = None) -> list[Path]:
+    """Files named by `paths`: files, folders (recursive, hive layouts too) and globs.
+
+    A path that exists is taken literally, even when its name holds glob characters
+    (`data[1].jsonl`); only a path that does not exist is expanded as a glob. A file named
+    explicitly is read even when it is a symbolic link; inside a folder or a glob, links
+    (to files or folders) are not followed unless `follow_symlinks`: they are appended to
+    `skipped` instead, so a link in a landing folder cannot pull in a file from elsewhere."""
     out: list[Path] = []
+    skipped = [] if skipped is None else skipped
 
     def ok(p: Path) -> bool:
         return supported(p) or p.name.lower().endswith(extra_suffixes)
 
+    def walk(root: Path) -> None:
+        seen_dirs = {os.path.realpath(root)}
+        for d, dirs, files in os.walk(root, followlinks=follow_symlinks):
+            dirs.sort()
+            for name in list(dirs):
+                sub = Path(d) / name
+                if name.startswith("."):
+                    dirs.remove(name)
+                elif sub.is_symlink():
+                    real = os.path.realpath(sub)
+                    if not follow_symlinks:
+                        skipped.append(sub)
+                        dirs.remove(name)
+                    elif real in seen_dirs or any(real.startswith(s + os.sep) for s in seen_dirs if s != "/"):
+                        dirs.remove(name)  # a link back into the walk: a cycle, or a folder read already
+                    else:
+                        seen_dirs.add(real)
+            for name in sorted(files):
+                f = Path(d) / name
+                if name.startswith(".") or not ok(f):
+                    continue
+                if f.is_symlink() and not follow_symlinks:
+                    skipped.append(f)
+                elif f.is_file():
+                    out.append(f)
+
     for raw in paths:
         raw = str(raw)
-        matches = [Path(m) for m in sorted(glob.glob(raw, recursive=True))] if glob.has_magic(raw) else [Path(raw)]
-        if not matches:
-            raise IngestError(f"{raw}: no file matches this pattern")
+        literal = Path(raw)
+        if literal.exists() or literal.is_symlink():
+            matches, named = [literal], True
+        elif glob.has_magic(raw):
+            matches, named = [Path(m) for m in sorted(glob.glob(raw, recursive=True))], False
+            if not matches:
+                raise IngestError(f"{raw}: no file matches this pattern")
+        else:
+            raise IngestError(f"{raw}: no such file or folder")
         for p in matches:
-            if p.is_dir():
-                out += sorted(f for f in p.rglob("*") if f.is_file() and ok(f) and not f.name.startswith("."))
+            if p.is_symlink() and not named and not follow_symlinks:
+                if p.is_dir() or ok(p):
+                    skipped.append(p)
+            elif p.is_dir():
+                walk(p)
             elif p.is_file():
                 out.append(p)
-            else:
-                raise IngestError(f"{p}: no such file or folder")
+            elif named:
+                raise IngestError(f"{p}: no such file or folder (a broken link?)")
     seen, uniq = set(), []
     for p in out:
         if p.resolve() not in seen:
@@ -113,16 +212,45 @@ def _parse_text_lines(con, path: Path, max_chars: int) -> int:
     read (invalid UTF-8, over-long): then rec is incomplete and the caller cleans the file."""
     max_line = max(1 << 21, 4 * max_chars + 16)
     opts = (f"columns = {{'line': 'VARCHAR'}}, delim = {_literal(DELIM)}, quote = '', escape = '', "
-            f"header = false, auto_detect = false, max_line_size = {max_line}, "
+            f"header = false, auto_detect = false, hive_partitioning = false, max_line_size = {max_line}, "
             f"buffer_size = {max(1 << 25, 2 * max_line)}")
     con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM read_csv("
-                f"{_literal(str(path))}, {opts}, store_rejects = true, rejects_table = 'ingest_rejects', "
+                f"{_literal(_duck_path(path))}, {opts}, store_rejects = true, rejects_table = 'ingest_rejects', "
                 "rejects_scan = 'ingest_scans')")
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw_src AS SELECT row_number() OVER () AS ln, line "
-                f"FROM read_csv({_literal(str(path))}, {opts})")
+                f"FROM read_csv({_literal(_duck_path(path))}, {opts})")
     _parse(con)
     return con.execute("SELECT count(*) FROM ingest_rejects").fetchone()[0]
+
+
+def _text_size(path: Path) -> tuple[int, int]:
+    """The size of the file's text in bytes and the modulus it is known to: a .gz file's
+    trailer holds the uncompressed size modulo 2**32 (of its last member only)."""
+    if path.name.lower().endswith(".gz"):
+        with open(path, "rb") as f:
+            f.seek(0, os.SEEK_END)
+            if f.tell() < 18:
+                return 0, 0
+            f.seek(-4, os.SEEK_END)
+            return int.from_bytes(f.read(4), "little"), 1 << 32
+    return path.stat().st_size, 0
+
+
+def _lost_lines(con, path: Path) -> bool:
+    """True when DuckDB's reading of `path` lost text: a line longer than its scan buffer
+    vanishes without a reject (DuckDB 2.0.1), so the bytes of the lines read (plus one line
+    end each) must add up to the file's size, allowing for stripped carriage returns, a BOM
+    and a missing final newline. Costs one aggregate over rec_t; a mismatch (also any
+    multi-member .gz) only sends the file through the slower cleaned copy."""
+    n, total = con.execute("SELECT count(*), coalesce(sum(nbytes), 0) FROM rec_t").fetchone()
+    size, modulus = _text_size(path)
+    deficit = size - total - n
+    if modulus:
+        deficit %= modulus
+        if deficit >= modulus - 1:
+            deficit -= modulus
+    return not -1 <= deficit <= n + 3
 
 
 def _clean_copy(path: Path, out: Path, max_chars: int) -> None:
@@ -139,8 +267,8 @@ def _clean_copy(path: Path, out: Path, max_chars: int) -> None:
                 marker = ("invalid_utf8", f"invalid UTF-8 at byte {e.start} of the line")
             if marker is None and len(text) > max_chars:
                 marker = ("too_large", f"record is {len(text)} characters; the limit is {max_chars} (max_record_chars)")
-            if marker is None and DELIM in text:
-                marker = ("malformed_json", "raw control character in the line")
+            if marker is None and (DELIM in text or "\r" in text):
+                marker = ("malformed_json", "raw control character in the line (JSON strings must escape it)")
             if marker:
                 raw = text if len(text) <= max_chars else text[:10_000] + f"... [truncated, {len(text)} characters]"
                 text = json.dumps({"_reject": marker[0], "_detail": marker[1], "_raw": raw.replace(DELIM, "\\u0001")})
@@ -148,7 +276,14 @@ def _clean_copy(path: Path, out: Path, max_chars: int) -> None:
 
 
 def stage_jsonl(con, path: Path, max_chars: int, tmp: Path) -> None:
-    if _parse_text_lines(con, path, max_chars):
+    """JSON lines, read by DuckDB as text. Lines it cannot read (invalid UTF-8, over-long, a raw
+    carriage return, which its CSV scanner takes for a line end and then aborts on) make it
+    fall back to a cleaned copy; the common file takes the fast path only."""
+    try:
+        rejected = _parse_text_lines(con, path, max_chars)
+    except duckdb.InvalidInputException:
+        rejected = True
+    if rejected or _lost_lines(con, path):
         clean = tmp / "clean.jsonl"
         _clean_copy(path, clean, max_chars)
         if _parse_text_lines(con, clean, max_chars):
@@ -164,7 +299,7 @@ def stage_json(con, path: Path, max_chars: int, tmp: Path) -> None:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_number() OVER () AS ln, "
                 "json::VARCHAR AS line FROM read_json_objects(?, format = 'array', maximum_object_size = ?)",
-                [str(path), max(1 << 24, 4 * max_chars)],
+                [_duck_path(path), max(1 << 24, 4 * max_chars)],
             )
         except Exception as e:  # the whole document is unreadable: one quarantine record
             con.execute("CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT 1::BIGINT AS ln, ?::VARCHAR AS line",
@@ -175,21 +310,46 @@ def stage_json(con, path: Path, max_chars: int, tmp: Path) -> None:
     stage_jsonl(con, path, max_chars, tmp)
 
 
+def _hive_only(con, reader: str, params: list) -> tuple[str, list]:
+    """Hive partition columns (`user_id=bob/` in the path) that the file itself lacks, as a
+    select-list suffix and its parameters. A file's own columns win over its folder names:
+    DuckDB's hive_partitioning replaces a file column by the folder value, so the file is read
+    with hive_partitioning = false and only the missing partition values are added."""
+    own = {r[0].lower() for r in con.execute(f"DESCRIBE SELECT * FROM {reader.format(hive='false')}", params).fetchall()}
+    extra = [r[0] for r in con.execute(f"DESCRIBE SELECT * FROM {reader.format(hive='true')}", params).fetchall()
+             if r[0].lower() not in own]
+    if not extra:
+        return "", []
+    cols = ", ".join('"' + c.replace('"', '""') + '"' for c in extra)
+    row = con.execute(f"SELECT {cols} FROM {reader.format(hive='true')} LIMIT 1", params).fetchone()
+    if row is None:  # an empty file: no rows to add them to
+        return "", []
+    return "".join(f', ? AS "{c.replace(chr(34), chr(34) * 2)}"' for c in extra), list(row)
+
+
 def stage_parquet(con, path: Path, max_chars: int, tmp: Path) -> None:
-    """Parquet (hive partition columns from the path included): row n -> one JSON record."""
+    """Parquet: row n -> one JSON record, with hive partition columns from the path for the
+    fields the file does not hold itself."""
+    reader = "read_parquet(?, hive_partitioning = {hive})"
+    extra, values = _hive_only(con, reader, [_duck_path(path)])
     con.execute("CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_number() OVER () AS ln, "
-                "to_json(t)::VARCHAR AS line FROM read_parquet(?, hive_partitioning = true) t", [str(path)])
+                f"to_json(t)::VARCHAR AS line FROM (SELECT *{extra} FROM {reader.format(hive='false')}) t",
+                values + [_duck_path(path)])
     _lines_from_table(con)
 
 
 def stage_csv(con, path: Path, max_chars: int, tmp: Path) -> None:
     """CSV with a header; every value read as text (quoted fields may hold newlines).
-    Row numbers count data rows (1 = first row after the header)."""
+    Row numbers count data rows (1 = first row after the header). Hive partition columns
+    fill only the fields the file lacks, as for Parquet."""
     con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
+    extra, values = _hive_only(con, "read_csv(?, header = true, all_varchar = true, hive_partitioning = {hive})",
+                               [_duck_path(path)])
     con.execute("CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_number() OVER () AS ln, "
-                "to_json(t)::VARCHAR AS line FROM read_csv(?, header = true, all_varchar = true, "
-                "store_rejects = true, rejects_table = 'ingest_rejects', rejects_scan = 'ingest_scans', "
-                "max_line_size = ?) t", [str(path), max(1 << 21, 4 * max_chars + 16)])
+                f"to_json(t)::VARCHAR AS line FROM (SELECT *{extra} FROM read_csv(?, header = true, all_varchar = true, "
+                "hive_partitioning = false, store_rejects = true, rejects_table = 'ingest_rejects', "
+                "rejects_scan = 'ingest_scans', max_line_size = ?)) t",
+                values + [_duck_path(path), max(1 << 21, 4 * max_chars + 16)])
     bad = con.execute("SELECT line, coalesce(csv_line, ''), error_message FROM ingest_rejects ORDER BY line").fetchall()
     if bad:
         con.executemany("INSERT INTO raw_lines VALUES (?, ?)", [
@@ -212,22 +372,23 @@ def format_of(path: Path) -> str:
 
 def sniff_openai(path: Path) -> bool:
     """True when the first record looks like a chat-completion log (request messages + choices)."""
+    from signals.adapters import first_wins
     from signals.sources import is_openai_record
 
     try:
         with _open_bytes(path) as f:
             head = f.read(1 << 20).decode("utf-8", "replace").lstrip()
-    except OSError:
-        return False
+    except (OSError, EOFError, zlib.error):
+        return False  # a corrupt file is reported by its stager
     if head.startswith("["):
         head = head[1:].lstrip()
-    dec = json.JSONDecoder()
+    dec = json.JSONDecoder(object_pairs_hook=first_wins)
     try:
         rec, _ = dec.raw_decode(head)
     except ValueError:
         first = head.split("\n", 1)[0]
         try:
-            rec = json.loads(first)
+            rec = json.loads(first, object_pairs_hook=first_wins)
         except ValueError:
             return False
     return isinstance(rec, dict) and is_openai_record(rec)
@@ -244,10 +405,36 @@ def _store_setting(con, key: str, default):
     return type(default)(row[0]) if row else default
 
 
+CORRUPT = (gzip.BadGzipFile, EOFError, zlib.error, tarfile.TarError, UnicodeDecodeError, duckdb.IOException,
+           duckdb.InvalidInputException)
+"""What reading a broken file raises (truncated or bad gzip, unreadable tarball, a file DuckDB
+cannot scan): the file is recorded as corrupt and ingest goes on with the next one."""
+
+_TEMP = ("DROP VIEW IF EXISTS rec; DROP VIEW IF EXISTS raw_input; DROP VIEW IF EXISTS raw_src; "
+         "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS rec_t; DROP TABLE IF EXISTS fb; "
+         "DROP TABLE IF EXISTS ist; DROP TABLE IF EXISTS fst; DROP TABLE IF EXISTS conflict_lines")
+
+
+def _record_corrupt(con, path: Path, digest: str, src_name: str, started, error: BaseException) -> dict:
+    """One quarantine row (reason corrupt_file, no row number) and one ingests row for a file
+    that cannot be read, so it is never silently skipped and the same bytes are not retried."""
+    detail = f"cannot read the file: {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:500]}"
+    with transaction(con):
+        ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchone()[0]
+        con.execute("INSERT INTO quarantine (source_path, source_row, field, reason, detail, raw, user_id, ingest_id, "
+                    "quarantined_at) VALUES (?, NULL, NULL, 'corrupt_file', ?, NULL, NULL, ?, now())",
+                    [str(path), detail, ingest_id])
+        con.execute("INSERT INTO ingests VALUES (?, ?, ?, ?, 0, 0, 0, 0, 1, ?, now())",
+                    [ingest_id, str(path), digest, src_name, started])
+    return {"path": str(path), "status": "corrupt", "source": src_name, "ingest_id": ingest_id, "reason": detail,
+            "records": 0, "interactions": 0, "feedback": 0, "duplicates": 0, "forgotten": 0,
+            "quarantined": 1, "quarantine": {"corrupt_file": 1}}
+
+
 def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = DEFAULT_MAX_RECORD_CHARS,
                 mapping=None, digest: str | None = None) -> dict:
-    """Ingest one file in one transaction; returns its counts (status: ingested/skipped).
-    `digest` is the file's sha256 when the caller has it already."""
+    """Ingest one file in one transaction; returns its counts (status: ingested, skipped or
+    corrupt). `digest` is the file's sha256 when the caller has it already."""
     from signals import sources
 
     digest = digest or file_hash(path)
@@ -263,21 +450,25 @@ def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = 
                     "source": src_name}
         started = con.execute("SELECT now()").fetchone()[0]
         con.execute("SET VARIABLE max_record_chars = ?", [max_chars])
-        if mapping is not None:
-            mapped = tmp / "mapped.jsonl"
-            sources.apply_mapping(mapping, path, mapped)
-            stage_jsonl(con, mapped, max_chars, tmp)
-        else:
-            STAGERS[format_of(path)](con, path, max_chars, tmp)
-        for stage in ("ingest_feedback.sql", "ingest_resolve.sql"):
-            con.execute(sql(stage))
-        _conflict_lines(con)
-        counts = dict(zip(["records", "duplicates_i", "forgotten_i"], con.execute(
-            "SELECT (SELECT count(*) FROM rec), (SELECT count(*) FROM ist WHERE status = 'duplicate'), "
-            "(SELECT count(*) FROM ist WHERE status = 'forgotten')").fetchone(), strict=True))
-        fdup, fforg = con.execute("SELECT count(*) FILTER (status = 'duplicate'), count(*) FILTER (status = 'forgotten') "
-                                  "FROM fst").fetchone()
         try:
+            try:
+                if mapping is not None:
+                    mapped = tmp / "mapped.jsonl"
+                    sources.apply_mapping(mapping, path, mapped)
+                    stage_jsonl(con, mapped, max_chars, tmp)
+                else:
+                    STAGERS[format_of(path)](con, path, max_chars, tmp)
+            except CORRUPT as e:
+                con.execute(_TEMP)
+                return _record_corrupt(con, path, digest, src_name, started, e)
+            for stage in ("ingest_feedback.sql", "ingest_resolve.sql"):
+                con.execute(sql(stage))
+            _conflict_lines(con)
+            counts = dict(zip(["records", "duplicates_i", "forgotten_i"], con.execute(
+                "SELECT (SELECT count(*) FROM rec), (SELECT count(*) FROM ist WHERE status = 'duplicate'), "
+                "(SELECT count(*) FROM ist WHERE status = 'forgotten')").fetchone(), strict=True))
+            fdup, fforg = con.execute("SELECT count(*) FILTER (status = 'duplicate'), "
+                                      "count(*) FILTER (status = 'forgotten') FROM fst").fetchone()
             with transaction(con):
                 ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchone()[0]
                 con.execute("SET VARIABLE ingest_id = ?", [ingest_id])
@@ -293,9 +484,7 @@ def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = 
                             [ingest_id, str(path), digest, src_name, counts["records"], added_i, added_f, dups,
                              sum(quarantine.values()), started])
         finally:
-            con.execute("DROP VIEW IF EXISTS rec; DROP VIEW IF EXISTS raw_input; DROP VIEW IF EXISTS raw_src; "
-                        "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS rec_t; DROP TABLE IF EXISTS fb; "
-                        "DROP TABLE IF EXISTS ist; DROP TABLE IF EXISTS fst; DROP TABLE IF EXISTS conflict_lines")
+            con.execute(_TEMP)
     return {"path": str(path), "status": "ingested", "source": src_name, "ingest_id": ingest_id,
             "records": counts["records"], "interactions": added_i, "feedback": added_f,
             "duplicates": dups, "forgotten": counts["forgotten_i"] + fforg,
@@ -323,10 +512,14 @@ def format_of_or_none(path: Path) -> str | None:
 # ---------------------------------------------------------------- many files
 
 def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None = None, *,
-                 wait: float = 0.0, max_record_chars: int | None = None, progress: bool | None = None) -> dict:
+                 wait: float = 0.0, max_record_chars: int | None = None, progress: bool | None = None,
+                 follow_symlinks: bool = False) -> dict:
     """Ingest files, folders or globs into the store at `db` (default: SIGNALS_DB or
     data/signal.duckdb). `source` names a mapping in conf/source/ (or a YAML path); without
-    it the format follows the file name, and chat-completion logs are detected.
+    it the format follows the file name, and chat-completion logs are detected. Inside folders
+    and globs, symbolic links are listed (status "symlink") but not read unless
+    `follow_symlinks`; a file that cannot be read (truncated .gz) is recorded (status
+    "corrupt", a `corrupt_file` quarantine row) and the next file is read.
 
     Returns {"files": [...per-file counts...], "records", "interactions", "feedback",
     "duplicates", "forgotten", "pending", "quarantined", "quarantine": {reason: n},
@@ -337,7 +530,8 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
 
     mapping = sources.load_mapping(source) if source else None
     extra = tuple(mapping.get("suffixes", ())) if mapping else ()
-    files = discover(paths, extra)
+    links: list[Path] = []
+    files = discover(paths, extra, follow_symlinks=follow_symlinks, skipped=links)
     db = str(db or default_db())
     con = open_store(db, wait=wait)
     try:
@@ -353,7 +547,7 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
             progress = sys.stderr.isatty()
         from tqdm import tqdm
 
-        results = []
+        results = [{"path": str(p), "status": "symlink", "reason": SYMLINK_NOT_FOLLOWED} for p in links]
         # the next file is hashed (hashlib releases the GIL) while DuckDB works on this one
         with ThreadPoolExecutor(max_workers=1) as pool:
             nxt = pool.submit(file_hash, files[0]) if files else None
@@ -375,3 +569,59 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
             ("records", "interactions", "feedback", "duplicates", "forgotten", "quarantined")},
             "pending": pending, "quarantine": dict(sorted(quarantine.items())),
             "skipped_files": sum(r["status"] == "skipped" for r in results)}
+
+
+# ---------------------------------------------------------------- integrity
+
+def check_integrity(con, *, exact: bool = True) -> list[str]:
+    """Problems found in the store (an empty list when it is sound), for tests and audits:
+
+    - no NULL key or required field in interactions and feedback;
+    - every ts inside the accepted range [TS_MIN, TS_MAX);
+    - each feedback kind carries its payload (edit: edited_text, rate: a finite score,
+      choose: other_interaction_id);
+    - every feedback row either joins its interaction or is listed in pending_feedback;
+    - every stored or quarantined row names an ingest that exists, and per ingest the rows
+      stored and quarantined equal the counts its `ingests` row records (with exact=False,
+      at most those counts: `forget` and `retain` delete rows after ingest).
+    """
+    problems: list[str] = []
+
+    def count(q: str, params=()) -> int:
+        return con.execute(q, list(params)).fetchone()[0]
+
+    checks = [
+        ("interactions with a NULL key or required field",
+         "SELECT count(*) FROM interactions WHERE interaction_id IS NULL OR interaction_id = '' OR ts IS NULL "
+         "OR prompt IS NULL OR completion IS NULL"),
+        ("feedback with a NULL key or required field",
+         "SELECT count(*) FROM feedback WHERE event_id IS NULL OR event_id = '' OR interaction_id IS NULL "
+         "OR ts IS NULL OR kind IS NULL"),
+        (f"interactions with ts outside [{TS_MIN}, {TS_MAX})",
+         "SELECT count(*) FROM interactions WHERE NOT (ts >= ?::TIMESTAMPTZ AND ts < ?::TIMESTAMPTZ)", [TS_MIN, TS_MAX]),
+        (f"feedback with ts outside [{TS_MIN}, {TS_MAX})",
+         "SELECT count(*) FROM feedback WHERE NOT (ts >= ?::TIMESTAMPTZ AND ts < ?::TIMESTAMPTZ)", [TS_MIN, TS_MAX]),
+        ("feedback without the payload of its kind",
+         "SELECT count(*) FROM feedback WHERE (kind = 'edit' AND edited_text IS NULL) "
+         "OR (kind = 'rate' AND (score IS NULL OR isnan(score) OR isinf(score))) "
+         "OR (kind = 'choose' AND other_interaction_id IS NULL)"),
+        ("feedback neither joined to its interaction nor pending",
+         "SELECT (SELECT count(*) FROM feedback) - (SELECT count(*) FROM feedback f SEMI JOIN interactions i "
+         "USING (interaction_id)) - (SELECT count(*) FROM pending_feedback)"),
+        ("rows naming an ingest that does not exist",
+         "SELECT count(*) FROM (SELECT ingest_id FROM interactions UNION ALL SELECT ingest_id FROM feedback "
+         "UNION ALL SELECT ingest_id FROM quarantine) r WHERE ingest_id IS NOT NULL "
+         "AND ingest_id NOT IN (SELECT ingest_id FROM ingests)"),
+    ]
+    for what, q, *params in checks:
+        n = count(q, *params)
+        if n:
+            problems.append(f"{n} {what}")
+    op = "<>" if exact else ">"
+    for table, col in (("interactions", "interactions"), ("feedback", "feedback"), ("quarantine", "quarantined")):
+        bad = con.execute(
+            f"SELECT g.ingest_id, coalesce(t.n, 0), g.{col} FROM ingests g LEFT JOIN "
+            f"(SELECT ingest_id, count(*) AS n FROM {table} GROUP BY ingest_id) t USING (ingest_id) "
+            f"WHERE coalesce(t.n, 0) {op} coalesce(g.{col}, 0) ORDER BY 1 LIMIT 5").fetchall()
+        problems += [f"ingest {i}: {n} rows in {table}, its ingests row records {want}" for i, n, want in bad]
+    return problems

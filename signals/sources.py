@@ -188,25 +188,73 @@ def condition(cond, rec, field: str) -> bool:
 # ---------------------------------------------------------------- simple transforms
 
 _HH_TURN = re.compile(r"\n\n(Human|Assistant): ")
+_HH_ROLES = {"Human": "user", "Assistant": "assistant"}
+
+
+def _hh_split(text: str) -> list[tuple[str, int, int]]:
+    """The turns of an hh-rlhf dialogue as (role, start, end) of their text in `text`.
+
+    The upstream format: each turn is preceded by "\n\nHuman: " or "\n\nAssistant: " and
+    the speakers alternate, starting with Human. So only a separator that switches speaker
+    starts a turn; "Human:" or "Assistant:" anywhere else (inside a sentence, at the start
+    of a turn, or a repeated separator of the same speaker) is text of the current turn."""
+    if text.startswith(("Human: ", "Assistant: ")):
+        text = "\n\n" + text  # a dialogue saved without its leading blank line
+        shift = 2
+    else:
+        shift = 0
+    turns: list[list] = []
+    for m in _HH_TURN.finditer(text):
+        role = _HH_ROLES[m.group(1)]
+        if not turns:
+            if text[:m.start()].strip() or role != "user":
+                break
+        elif role == turns[-1][0]:
+            continue
+        else:
+            turns[-1][2] = m.start() - shift
+        turns.append([role, m.end() - shift, None])
+    if not turns:
+        raise ValueError("not an hh-rlhf dialogue (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')")
+    turns[-1][2] = len(text) - shift
+    return [tuple(t) for t in turns]
 
 
 def hh_turns(text: str) -> list[dict]:
     """'\\n\\nHuman: hi\\n\\nAssistant: hello' -> [{role: user, ...}, {role: assistant, ...}]."""
-    parts = _HH_TURN.split(text)
-    if len(parts) < 3 or parts[0].strip():
-        raise ValueError("not an hh-rlhf dialogue (expected '\\n\\nHuman: ...\\n\\nAssistant: ...')")
-    roles = {"Human": "user", "Assistant": "assistant"}
-    return [{"role": roles[r], "content": c} for r, c in zip(parts[1::2], parts[2::2], strict=True)]
+    turns = _hh_split(text)
+    return [{"role": r, "content": text[a:b]} for r, a, b in turns]
+
+
+def _hh_pair(chosen: str, rejected: str) -> tuple[list[dict], str, str]:
+    """(prompt turns, chosen answer, rejected answer). Upstream, the two dialogues share every
+    turn before the final assistant answer. The answer starts at the last assistant turn both
+    share the position of, and runs to the end of the text: an answer that itself writes
+    "\\n\\nHuman: ..." is still one turn. At least one of the two must end in that turn, else
+    the dialogues diverge earlier (not a pair)."""
+    a, b = _hh_split(chosen), _hh_split(rejected)
+    ta = [(r, chosen[x:y]) for r, x, y in a]
+    tb = [(r, rejected[x:y]) for r, x, y in b]
+    common = 0
+    while common < min(len(ta), len(tb)) and ta[common] == tb[common]:
+        common += 1
+    p = min(common, len(ta) - 1, len(tb) - 1)
+    while p >= 0 and not (ta[p][0] == tb[p][0] == "assistant"):
+        p -= 1
+    if p < 1 or (p != len(ta) - 1 and p != len(tb) - 1):
+        raise ValueError("chosen and rejected do not share the dialogue before the last assistant turn")
+    prompt = [{"role": r, "content": c} for r, c in ta[:p]]
+    return prompt, chosen[a[p][1]:], rejected[b[p][1]:]
 
 
 def hh_prompt(chosen: str, rejected: str) -> list[dict]:
     """The shared dialogue before the final assistant turn of both answers."""
-    a, b = hh_turns(chosen), hh_turns(rejected)
-    if a[-1]["role"] != "assistant" or b[-1]["role"] != "assistant":
-        raise ValueError("a dialogue does not end with an assistant turn")
-    if a[:-1] != b[:-1]:
-        raise ValueError("chosen and rejected do not share the dialogue before the last assistant turn")
-    return a[:-1]
+    return _hh_pair(chosen, rejected)[0]
+
+
+def hh_answer(text: str, other: str) -> str:
+    """The final assistant answer of `text`, paired with `other` (see _hh_pair)."""
+    return _hh_pair(text, other)[1]
 
 
 def hh_last(text: str) -> str:
@@ -231,6 +279,7 @@ def mean(xs) -> float:
 FUNCTIONS = {
     "hh_prompt": hh_prompt,
     "hh_last": hh_last,
+    "hh_answer": hh_answer,
     "passages": passages,
     "mean": mean,
     "strip": lambda s: s.strip(),

@@ -29,7 +29,7 @@ WITH items AS (
         WHEN v IS NULL THEN err('wrong_type', 'feedback[' || (idx - 1) || ']', 'a feedback item must be an object')
         WHEN bad_text(v[1]) OR jtext(v[1]) = '' THEN err('wrong_type', 'feedback[' || (idx - 1) || '].event_id', 'event_id must be a non-empty string or integer')
         WHEN present(v[2]) AND jtext(v[2]) IS DISTINCT FROM p_iid THEN err('wrong_type', 'feedback[' || (idx - 1) || '].interaction_id', 'a nested event belongs to its interaction ' || p_iid || ', not ' || (v[2])::VARCHAR)
-        WHEN present(v[3]) AND parse_ts(v[3]) IS NULL THEN err('invalid_timestamp', 'feedback[' || (idx - 1) || '].ts', 'cannot parse ts ' || (v[3])::VARCHAR)
+        WHEN present(v[3]) AND NOT coalesce(ts_ok(parse_ts(v[3])), false) THEN ts_err('feedback[' || (idx - 1) || '].ts', v[3], parse_ts(v[3]))
         ELSE (SELECT CASE WHEN e2 IS NOT NULL THEN err(e2.reason, 'feedback[' || (idx - 1) || '].' || e2.field, e2.detail) END
               FROM (SELECT feedback_err(jtext(v[4]), v[4], v[5], v[6], parse_num(v[6]), v[7], jtext(v[7]), p_iid, v[8], v[9]) AS e2))
         END AS err,

@@ -53,6 +53,12 @@ CREATE OR REPLACE TEMP MACRO meta_json(x) AS CASE
 END;
 CREATE OR REPLACE TEMP MACRO bad_meta(x) AS present(x) AND meta_json(x) IS NULL;
 CREATE OR REPLACE TEMP MACRO err(r, f, d) AS {'reason': r, 'field': f, 'detail': d};
+-- the accepted time range [1970-01-01, 2100-01-01) UTC (signals.ingest.TS_MIN/TS_MAX); outside it
+-- (infinity, year 10000, before year 1, negative epochs) a record is quarantined as invalid_timestamp
+CREATE OR REPLACE TEMP MACRO ts_ok(t) AS t >= TIMESTAMPTZ '1970-01-01 00:00:00+00' AND t < TIMESTAMPTZ '2100-01-01 00:00:00+00';
+CREATE OR REPLACE TEMP MACRO ts_err(f, x, t) AS err('invalid_timestamp', f, CASE WHEN t IS NULL
+    THEN 'cannot parse ' || f || ' ' || (x)::VARCHAR || ' (ISO-8601 or epoch seconds/milliseconds, from 1970-01-01 to before 2100-01-01 UTC)'
+    ELSE f || ' ' || (x)::VARCHAR || ' is outside the accepted range 1970-01-01 .. 2100-01-01 (UTC, end excluded)' END);
 -- the checks every feedback event gets, top-level or nested (fields given as JSON fragments)
 CREATE OR REPLACE TEMP MACRO feedback_err(kind, kind_j, text_j, score_j, score, other_j, other, iid, user_j, meta_j) AS CASE
     WHEN NOT present(kind_j) THEN err('missing_field', 'kind', 'kind is required (accept, edit, reject, rate, choose)')

@@ -4,14 +4,15 @@
 --      CTAS keeps because DuckDB preserves insertion order); variable max_record_chars.
 -- Out: temp table rec_t and view rec: one row per non-blank line, typed native fields, and
 --      `err` (NULL or {reason, field, detail}) for lines that go to quarantine; `raw` (the
---      line as read) is kept only for those, so the big texts are held once.
+--      line as read) is kept only for those, so the big texts are held once; `nbytes` (the
+--      line's length in bytes) lets the caller check that no line of the file went missing.
 -- A record with `kind` and no `completion` is feedback; anything else is an interaction,
 -- which may carry its own events in a nested `feedback` list (validated in ingest_feedback.sql).
 -- Each line is parsed once: try(json_extract(...)) is NULL exactly for lines that are not JSON.
 -- DuckDB evaluates the repeated v[i] from one json_extract per row (common subexpressions).
 CREATE OR REPLACE TEMP TABLE rec_t AS
 WITH x AS (
-    SELECT ln, line,
+    SELECT ln, line, strlen(line) AS nbytes,
         line IS NULL OR NOT regexp_matches(line, '\S') AS blank,
         CASE WHEN regexp_matches(line, '^\s*\{') THEN try(json_extract(line, [
             '$._reject', '$.interaction_id', '$.ts', '$.prompt', '$.completion',
@@ -21,7 +22,7 @@ WITH x AS (
         END AS v
     FROM raw_input
 ), f AS (
-    SELECT ln, line, blank, v,
+    SELECT ln, line, nbytes, blank, v,
         v IS NOT NULL AS obj,
         CASE WHEN v IS NOT NULL THEN true WHEN blank THEN false ELSE json_valid(line) END AS ok,
         try_cast(v[20] ->> '$' AS BIGINT) AS src_row,
@@ -41,7 +42,7 @@ WITH x AS (
         v[21] ->> '$' AS raw_override
     FROM x
 ), e AS (
-SELECT ln, src_row, line, raw_override, rtype, interaction_id, ts, prompt, completion, user_id, session_id, app, task,
+SELECT ln, src_row, nbytes, line, raw_override, rtype, interaction_id, ts, prompt, completion, user_id, session_id, app, task,
     model_id, metadata, feedback_list, kind, event_id, edited_text, score, other_interaction_id,
     CASE
     WHEN blank THEN NULL
@@ -56,7 +57,7 @@ SELECT ln, src_row, line, raw_override, rtype, interaction_id, ts, prompt, compl
         WHEN interaction_id = '' THEN err('missing_field', 'interaction_id', 'interaction_id is empty')
         WHEN NOT present(v[3]) THEN err('missing_field', 'ts', 'ts is required (ISO-8601 or epoch seconds/milliseconds)')
         WHEN jt(v[3]) NOT IN ('VARCHAR', 'BIGINT', 'UBIGINT', 'DOUBLE') THEN err('wrong_type', 'ts', 'ts must be a string or number, got ' || jt(v[3]))
-        WHEN ts IS NULL THEN err('invalid_timestamp', 'ts', 'cannot parse ts ' || (v[3])::VARCHAR)
+        WHEN ts IS NULL OR NOT ts_ok(ts) THEN ts_err('ts', v[3], ts)
         WHEN NOT present(v[4]) THEN err('missing_field', 'prompt', 'prompt is required')
         WHEN prompt IS NULL OR NOT msgs_ok(prompt) THEN err('wrong_type', 'prompt', 'prompt must be a string or a non-empty list of {role, content} messages')
         WHEN NOT present(v[5]) THEN err('missing_field', 'completion', 'completion is required')
@@ -75,7 +76,7 @@ SELECT ln, src_row, line, raw_override, rtype, interaction_id, ts, prompt, compl
         WHEN NOT present(v[2]) THEN err('missing_field', 'interaction_id', 'interaction_id is required on feedback records')
         WHEN interaction_id IS NULL OR interaction_id = '' THEN err('wrong_type', 'interaction_id', 'interaction_id must be a non-empty string or integer')
         WHEN NOT present(v[3]) THEN err('missing_field', 'ts', 'ts is required (ISO-8601 or epoch seconds/milliseconds)')
-        WHEN ts IS NULL THEN err('invalid_timestamp', 'ts', 'cannot parse ts ' || (v[3])::VARCHAR)
+        WHEN ts IS NULL OR NOT ts_ok(ts) THEN ts_err('ts', v[3], ts)
         ELSE feedback_err(kind, v[13], v[15], v[16], score, v[17], other_interaction_id, interaction_id, v[6], v[11])
         END
     END AS err
