@@ -4,9 +4,12 @@
     forget(con, ["u1"])        # deleted everywhere + hashed tombstone; reports snapshots
     retain(con, days=365)      # purge what is older
 
-Each runs in one transaction. A tombstone is sha256(user_id), so the store keeps no
-readable id, yet an ingest of an old log that names the user (or one of their
-interactions) skips those records.
+Each runs in one transaction. A tombstone is a keyed hash of the user id (HMAC under a
+key kept outside the store, signals/keys.py: what happens when the key is lost, how to
+rotate it), so the store keeps no id that a copy of it could confirm, yet an ingest of an
+old log that names the user (or one of their interactions) skips those records.
+`signals.erasure.forget` adds what a connection cannot do: rewriting the store file (so
+freed blocks keep no deleted text), the erasure receipt, and `verify`.
 """
 
 from __future__ import annotations
@@ -17,10 +20,11 @@ from signals import snapshot
 from signals.store import transaction
 
 
-def user_hash(user_id: str) -> str:
-    import hashlib
+def user_hash(con, user_id: str) -> str:
+    """The keyed hash the store keeps of `user_id` (signals.keys.keyed under the store's key)."""
+    from signals import keys
 
-    return hashlib.sha256(user_id.encode("utf-8")).hexdigest()
+    return keys.keyed(keys.install(con), user_id)
 
 
 def optout(con, users: list[str]) -> dict:
@@ -33,46 +37,104 @@ def optout(con, users: list[str]) -> dict:
     return {"users": len(users), "added": after - before, "opted_out_total": after}
 
 
-_RAW_USER = r'"user_id"\s*:\s*"' + "{}" + '"'
+# A user id in a quarantined raw line, parsed or not: the value of every "user_id" (or
+# "user", the key itself possibly \u-escaped) as JSON text, decoded below with
+# json_extract_string, so any JSON escaping of the id (\u00e9, \", \\) and non-string
+# ids (12, true) compare as their text.
+_RAW_USER_VALUE = r'"user(?:_|\\u005[fF])?(?:id)?"\s*:\s*("(?:[^"\\]|\\.)*"|[^\s,}\]]+)'
 
 
-def forget(con, users: list[str], reason: str = "forget") -> dict:
-    """Delete every interaction, feedback event (pending ones too) and quarantined record of
-    `users`; leave hashed tombstones; revoke (signals.snapshot.revoke) the snapshots that
-    held their data.
+def forget(con, users: list[str], reason: str = "forget", *, new_key: bool = False) -> dict:
+    """Delete every interaction, feedback event (pending ones too, and the user's edits
+    and choices on other users' interactions), quarantined record, optout and cached
+    LLM-judge verdict of `users`; leave keyed tombstones (signals.keys) of the users and
+    their interaction ids; revoke (signals.snapshot.revoke) the snapshots that held
+    their text (as owners, or as authors of an edit or a choice), deleting their files.
 
-    Returns {"users", "interactions", "feedback", "quarantine", "snapshots": [versions],
-    "revoked": bool}.
+    Any number of users: they are loaded into a temp table and joined. The store file
+    still holds the deleted text in freed blocks: signals.erasure.forget rewrites it.
+
+    Returns {"users", "interactions", "feedback", "pending", "quarantine", "optouts",
+    "judgments", "snapshots": [versions], "revoked": bool, "snapshot_files": [{version,
+    path, purged}]}.
     """
-    import re
+    from signals import keys
 
-    users = sorted(set(users))
-    report = {"users": len(users), "interactions": 0, "feedback": 0, "quarantine": 0, "snapshots": [], "revoked": False}
+    users = sorted({str(u) for u in users})
+    report = {"users": len(users), "interactions": 0, "feedback": 0, "pending": 0, "quarantine": 0, "optouts": 0,
+              "judgments": 0, "snapshots": [], "revoked": False, "snapshot_files": []}
     if not users:
         return report
+    keys.install(con, new_key=new_key)
     with transaction(con):
-        con.execute("CREATE OR REPLACE TEMP TABLE forget_users AS SELECT unnest(?::VARCHAR[]) AS user_id", [users])
+        con.execute("CREATE OR REPLACE TEMP TABLE forget_users AS "
+                    "SELECT u AS user_id, keyed_hash(u) AS h FROM unnest(?::VARCHAR[]) t(u)", [users])
         con.execute("CREATE OR REPLACE TEMP TABLE forget_ids AS SELECT interaction_id FROM interactions "
-                    "WHERE user_id IN (SELECT user_id FROM forget_users)")
-        report["snapshots"] = snapshot.holding_users(con, users)
+                    "SEMI JOIN forget_users USING (user_id)")
+        # interactions that hold the users' text though another user owns them (their edits, their choices)
+        con.execute("CREATE OR REPLACE TEMP TABLE forget_touched AS "
+                    "SELECT interaction_id FROM forget_ids UNION "
+                    "SELECT interaction_id FROM feedback SEMI JOIN forget_users USING (user_id) UNION "
+                    "SELECT other_interaction_id FROM feedback SEMI JOIN forget_users USING (user_id) "
+                    "WHERE other_interaction_id IS NOT NULL")
+        report["snapshots"] = snapshot.holding(con, "forget_users", "forget_touched")
+        con.execute("CREATE OR REPLACE TEMP TABLE forget_fb AS SELECT event_id, interaction_id FROM feedback f "
+                    "WHERE user_id IN (SELECT user_id FROM forget_users) "
+                    "OR interaction_id IN (SELECT interaction_id FROM forget_ids) "
+                    "OR other_interaction_id IN (SELECT interaction_id FROM forget_ids)")
+        report["pending"] = con.execute("SELECT count(*) FROM forget_fb f WHERE NOT EXISTS "
+                                        "(SELECT 1 FROM interactions i WHERE i.interaction_id = f.interaction_id)"
+                                        ).fetchone()[0]
         report["feedback"] = con.execute(
-            "DELETE FROM feedback WHERE user_id IN (SELECT user_id FROM forget_users) "
-            "OR interaction_id IN (SELECT interaction_id FROM forget_ids)").fetchone()[0]
+            "DELETE FROM feedback WHERE event_id IN (SELECT event_id FROM forget_fb)").fetchone()[0]
         report["interactions"] = con.execute(
             "DELETE FROM interactions WHERE interaction_id IN (SELECT interaction_id FROM forget_ids)").fetchone()[0]
-        pattern = "|".join(_RAW_USER.format(re.escape(u)) for u in users)
-        report["quarantine"] = con.execute(
-            "DELETE FROM quarantine WHERE user_id IN (SELECT user_id FROM forget_users) OR regexp_matches(raw, ?)",
-            [pattern]).fetchone()[0]
-        con.execute("DELETE FROM optouts WHERE user_id IN (SELECT user_id FROM forget_users)")
-        con.execute("INSERT INTO tombstones SELECT sha256(user_id), now() FROM forget_users ON CONFLICT DO NOTHING")
-        con.execute("INSERT INTO forgotten_interactions SELECT sha256(interaction_id), now() FROM forget_ids "
-                    "ON CONFLICT DO NOTHING")
-        con.execute("DROP TABLE forget_users; DROP TABLE forget_ids")
+        report["quarantine"] = _forget_quarantine(con)
+        report["optouts"] = con.execute(
+            "DELETE FROM optouts WHERE user_id IN (SELECT user_id FROM forget_users)").fetchone()[0]
+        report["judgments"] = _forget_judgments(con)
+        con.execute("INSERT INTO tombstones SELECT h, now() FROM forget_users ON CONFLICT DO NOTHING")
+        con.execute("INSERT INTO forgotten_interactions SELECT DISTINCT keyed_hash(interaction_id), now() "
+                    "FROM forget_ids ON CONFLICT DO NOTHING")
+        con.execute("DROP TABLE forget_users; DROP TABLE forget_ids; DROP TABLE forget_touched; DROP TABLE forget_fb")
     if report["snapshots"]:
-        snapshot.revoke(con, report["snapshots"], f"{reason}: {len(users)} user(s) forgotten")
+        snapshot.revoke(con, report["snapshots"], f"{reason}: {len(users)} user(s) forgotten",
+                        touched=report["snapshot_files"])
         report["revoked"] = True
     return report
+
+
+def _forget_quarantine(con) -> int:
+    """Quarantined records of the users in forget_users (or about their interactions in
+    forget_ids): by the `user_id` column, by the parsed top-level user_id and
+    interaction_id when the raw line is JSON, and by every "user_id" value in the raw
+    text decoded from its JSON escaping (lines that do not parse, nested records)."""
+    con.execute(f"""
+        CREATE OR REPLACE TEMP TABLE forget_q AS
+        WITH q AS (SELECT rowid AS r, raw, user_id, coalesce(json_valid(raw), false) AS ok FROM quarantine),
+        ids AS (
+            SELECT r, user_id AS v FROM q
+            UNION ALL SELECT r, json_extract_string(raw, '$.user_id') FROM q WHERE ok
+            UNION ALL SELECT r, unnest(list_transform(regexp_extract_all(raw, '{_RAW_USER_VALUE.replace("'", "''")}', 1),
+                                       lambda x: coalesce(try(json_extract_string(x, '$')), x))) FROM q
+        )
+        SELECT r FROM ids WHERE v IN (SELECT user_id FROM forget_users)
+        UNION SELECT r FROM q WHERE ok AND json_extract_string(raw, '$.interaction_id')
+                                       IN (SELECT interaction_id FROM forget_ids)""")
+    n = con.execute("DELETE FROM quarantine WHERE rowid IN (SELECT r FROM forget_q)").fetchone()[0]
+    con.execute("DROP TABLE forget_q")
+    return n
+
+
+def _forget_judgments(con) -> int:
+    """Cached LLM-judge verdicts about the users' interactions (judgment_subjects), and every
+    verdict with no subject recorded (pre-0004 rows: whose text they judged is unknown)."""
+    n = con.execute("DELETE FROM judgments WHERE key IN (SELECT key FROM judgment_subjects WHERE interaction_id IN "
+                    "(SELECT interaction_id FROM forget_touched)) "
+                    "OR key NOT IN (SELECT key FROM judgment_subjects)").fetchone()[0]
+    con.execute("DELETE FROM judgment_subjects WHERE key NOT IN (SELECT key FROM judgments) "
+                "OR interaction_id IN (SELECT interaction_id FROM forget_touched)")
+    return n
 
 
 def retain(con, days: int | None = None, *, now: datetime | None = None, save: bool = False) -> dict:

@@ -164,7 +164,7 @@ def list_snapshots(store: Store) -> list[dict]:
             return []
         rows = con.execute("""
             SELECT s.version, s.recipe_name, s.path, s.created_at, s.revoked_at, s.revoked_reason, s.manifest,
-                   (SELECT count(*) FROM snapshot_members m WHERE m.version = s.version) AS members
+                   (SELECT count(DISTINCT interaction_id) FROM snapshot_members m WHERE m.version = s.version) AS members
             FROM snapshots s ORDER BY s.created_at DESC, s.version""").fetchall()
     finally:
         if con is not store:
@@ -180,21 +180,48 @@ def list_snapshots(store: Store) -> list[dict]:
 
 
 def holding_users(con: duckdb.DuckDBPyConnection, user_ids: list[str]) -> list[str]:
-    """Versions of every snapshot that held data of any of `user_ids` (revoked or not)."""
+    """Versions of every snapshot that held text of any of `user_ids` (revoked or not):
+    membership holds keyed hashes (signals.keys), so `con` must be able to install the key."""
     if not _has_catalog(con):
         return []
-    rows = con.execute("SELECT DISTINCT version FROM snapshot_members WHERE user_id IN (SELECT unnest(?)) "
-                       "ORDER BY version", [list(user_ids)]).fetchall()
+    from signals import keys
+
+    keys.install(con)
+    con.execute("CREATE OR REPLACE TEMP TABLE holding_q AS SELECT u AS user_id, keyed_hash(u) AS h "
+                "FROM unnest(?::VARCHAR[]) t(u)", [[str(u) for u in user_ids]])
+    con.execute("CREATE OR REPLACE TEMP TABLE holding_i AS SELECT NULL::VARCHAR AS interaction_id WHERE false")
+    try:
+        return holding(con, "holding_q", "holding_i")
+    finally:
+        con.execute("DROP TABLE holding_q; DROP TABLE holding_i")
+
+
+def holding(con: duckdb.DuckDBPyConnection, users_table: str, interactions_table: str) -> list[str]:
+    """Versions of every snapshot whose members hold a user of `users_table` (columns user_id,
+    h = keyed_hash(user_id)) or an interaction of `interactions_table` (interaction_id)."""
+    if not _has_catalog(con):
+        return []
+    rows = con.execute(f"""
+        SELECT DISTINCT version FROM snapshot_members
+        WHERE user_hash IN (SELECT h FROM {users_table})
+           OR user_id IN (SELECT user_id FROM {users_table})            -- rows not yet keyed
+           OR interaction_id IN (SELECT interaction_id FROM {interactions_table})
+        ORDER BY version""").fetchall()
     return [v for (v,) in rows]
 
 
-def revoke(con: duckdb.DuckDBPyConnection, versions: list[str], reason: str, *, purge: bool = True) -> list[str]:
+def revoke(con: duckdb.DuckDBPyConnection, versions: list[str], reason: str, *, purge: bool = True,
+           touched: list | None = None) -> list[str]:
     """Mark `versions` revoked in the store and on disk; with `purge`, delete their Parquet files.
 
     Returns the versions newly revoked (unknown ones are skipped). The manifest stays,
     with a REVOKED.json beside it, as the record of what was withdrawn and why; `open`
     refuses it and `is_revoked` says so, so no run uses it again. Safe to repeat: a
     version already revoked in the store still gets its marker and purge on disk.
+
+    The folder is the catalog's path (absolute since publish resolves it); an old
+    relative path is found with `locate`, whatever the current folder. `touched`, when
+    given, gets {"version", "path", "purged"} for each version (path None: not found).
     """
     now = datetime.now(UTC)
     newly = []
@@ -202,12 +229,15 @@ def revoke(con: duckdb.DuckDBPyConnection, versions: list[str], reason: str, *, 
         row = con.execute("SELECT path, revoked_at FROM snapshots WHERE version = ?", [version]).fetchone()
         if row is None:
             continue
-        path, revoked_at = Path(row[0]), row[1]
+        path, revoked_at = locate(con, version, row[0]), row[1]
         if revoked_at is None:
             con.execute("UPDATE snapshots SET revoked_at = ?, revoked_reason = ? WHERE version = ?",
                         [now, reason, version])
             newly.append(version)
-        if path.is_dir():
+        if touched is not None:
+            touched.append({"version": version, "path": str(path) if path else None,
+                            "purged": bool(path and purge)})
+        if path is not None and path.is_dir():
             marker = path / REVOKED_MARKER
             if not marker.exists():
                 marker.write_text(json.dumps({"version": version, "revoked_at": now.isoformat(),
@@ -216,6 +246,30 @@ def revoke(con: duckdb.DuckDBPyConnection, versions: list[str], reason: str, *, 
                 for kind in KINDS:
                     shutil.rmtree(path / kind, ignore_errors=True)
     return newly
+
+
+def locate(con: duckdb.DuckDBPyConnection, version: str, recorded: str) -> Path | None:
+    """The folder of snapshot `version` recorded as `recorded` in the catalog: as is when
+    absolute; a relative one (written before paths were resolved) against the current
+    folder, the store's folder and each folder above it, the first that has this
+    version's manifest. None when no candidate does."""
+    p = Path(recorded)
+    if p.is_absolute():
+        return p
+    from signals.keys import store_path
+
+    bases = [Path.cwd()]
+    sp = store_path(con)
+    if sp is not None:
+        bases += [sp.parent, *sp.parent.parents]
+    for base in bases:
+        cand = (base / p).resolve()
+        try:
+            if read_manifest(cand / MANIFEST, SnapshotError).get("version") == version:
+                return cand
+        except (SnapshotError, OSError):
+            continue
+    return None
 
 
 # ----------------------------------------------------------------------------- helpers

@@ -23,6 +23,23 @@ from signals.store import transaction
 BUILDER_VERSION = "signals.build/3"
 
 
+# Every user whose text a member interaction's rows hold: its owner, and the author of an
+# edit or a choice on it (feedback.user_id), as keyed hashes (signals.keys); one row per
+# (interaction, user), a NULL hash for an anonymous owner.
+_MEMBERS = """
+INSERT INTO snapshot_members (version, interaction_id, user_hash)
+WITH m AS (SELECT i.interaction_id, i.user_id FROM interactions i SEMI JOIN build_members u ON u.rid = i.rowid)
+SELECT DISTINCT ?, interaction_id, keyed_hash(user_id) FROM (
+    SELECT interaction_id, user_id FROM m
+    UNION ALL
+    SELECT m.interaction_id, f.user_id FROM m JOIN feedback f ON f.interaction_id = m.interaction_id
+    WHERE f.kind IN ('edit', 'choose') AND f.user_id IS NOT NULL
+    UNION ALL
+    SELECT m.interaction_id, f.user_id FROM m JOIN feedback f ON f.other_interaction_id = m.interaction_id
+    WHERE f.kind = 'choose' AND f.user_id IS NOT NULL)
+"""
+
+
 def version_of(r: dict, files: dict) -> str:
     """`<recipe name>-<hash>` of the files' bytes, the recipe and the builder version."""
     blob = json.dumps({"recipe": r, "builder": BUILDER_VERSION,
@@ -35,8 +52,10 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, manifest: dic
     """Move the files in `tmp` into root/version (or reuse an identical one) and record the
     snapshot and its members (build_members) in the store. An identical snapshot that
     was revoked is refused: it would hold the same withdrawn data."""
+    from signals import keys
+
     version = manifest["version"]
-    final = root / version
+    final = (root / version).resolve()          # absolute: forget finds it from any folder
     row = con.execute("SELECT revoked_at, revoked_reason FROM snapshots WHERE version = ?", [version]).fetchone()
     if row and row[0] is not None:
         raise snapshot.SnapshotRevoked(f"snapshot {version} (identical to this build) was revoked on {row[0]} "
@@ -50,11 +69,11 @@ def publish(con: duckdb.DuckDBPyConnection, root: Path, tmp: Path, manifest: dic
         os.replace(tmp, final)
         snap = snapshot.Snapshot(version, final, manifest)
     if row is None:
+        keys.install(con)
         with transaction(con):
             con.execute("INSERT INTO snapshots (version, recipe_name, path, manifest, created_at) "
                         "VALUES (?, ?, ?, ?, ?)",
                         [version, manifest["recipe"]["name"], str(final),
                          json.dumps(snap.manifest, default=str), snap.manifest["created_at"]])
-            con.execute("INSERT INTO snapshot_members SELECT ?, i.interaction_id, i.user_id "
-                        "FROM interactions i SEMI JOIN build_members u ON u.rid = i.rowid", [version])
+            con.execute(_MEMBERS, [version])
     return snap
