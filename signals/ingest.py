@@ -118,15 +118,14 @@ def discover(paths, extra_suffixes: tuple[str, ...] = (), *, follow_symlinks: bo
     def ok(p: Path) -> bool:
         return supported(p) or p.name.lower().endswith(extra_suffixes)
 
-    def walk(root: Path) -> None:
+    def walk(root: Path) -> list[Path]:
+        found: list[Path] = []
         seen_dirs = {os.path.realpath(root)}
         for d, dirs, files in os.walk(root, followlinks=follow_symlinks):
             dirs.sort()
             for name in list(dirs):
                 sub = Path(d) / name
-                if name.startswith("."):
-                    dirs.remove(name)
-                elif sub.is_symlink():
+                if sub.is_symlink():
                     real = os.path.realpath(sub)
                     if not follow_symlinks:
                         skipped.append(sub)
@@ -142,7 +141,8 @@ def discover(paths, extra_suffixes: tuple[str, ...] = (), *, follow_symlinks: bo
                 if f.is_symlink() and not follow_symlinks:
                     skipped.append(f)
                 elif f.is_file():
-                    out.append(f)
+                    found.append(f)
+        return sorted(found)  # by path, as before: the order decides which of two conflicting records wins
 
     for raw in paths:
         raw = str(raw)
@@ -160,7 +160,7 @@ def discover(paths, extra_suffixes: tuple[str, ...] = (), *, follow_symlinks: bo
                 if p.is_dir() or ok(p):
                     skipped.append(p)
             elif p.is_dir():
-                walk(p)
+                out += walk(p)
             elif p.is_file():
                 out.append(p)
             elif named:
@@ -523,8 +523,10 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
 
     Returns {"files": [...per-file counts...], "records", "interactions", "feedback",
     "duplicates", "forgotten", "pending", "quarantined", "quarantine": {reason: n},
-    "skipped_files"}. Raises IngestError for a path that does not exist and
-    signals.store.StoreLocked when another writer holds the store past `wait` seconds.
+    "skipped_files", "corrupt_files", "symlinks_skipped"}; each file's status is ingested,
+    skipped (already ingested), corrupt or symlink. Raises IngestError for a path that does
+    not exist and signals.store.StoreLocked when another writer holds the store past `wait`
+    seconds.
     """
     from signals import sources
 
@@ -568,7 +570,9 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
     return {"db": db, "files": results, **{k: total[k] for k in
             ("records", "interactions", "feedback", "duplicates", "forgotten", "quarantined")},
             "pending": pending, "quarantine": dict(sorted(quarantine.items())),
-            "skipped_files": sum(r["status"] == "skipped" for r in results)}
+            "skipped_files": sum(r["status"] == "skipped" for r in results),
+            "corrupt_files": sum(r["status"] == "corrupt" for r in results),
+            "symlinks_skipped": sum(r["status"] == "symlink" for r in results)}
 
 
 # ---------------------------------------------------------------- integrity

@@ -92,7 +92,7 @@ def test_a_truncated_gzip_is_recorded_as_corrupt_and_later_files_are_read(tmp_pa
     assert code == 0
     status = {os.path.basename(f["path"]): f["status"] for f in out["files"]}
     assert status == {"a.jsonl.gz": "corrupt", "b.jsonl": "ingested"}
-    assert out["interactions"] == 1 and out["quarantine"] == {"corrupt_file": 1}
+    assert out["interactions"] == 1 and out["quarantine"] == {"corrupt_file": 1} and out["corrupt_files"] == 1
     [(src, reason, detail)] = rows(db, "SELECT source_path, reason, detail FROM quarantine")
     assert src == str(tmp_path / "a.jsonl.gz") and reason == "corrupt_file" and detail
     assert_intact(db)
@@ -110,7 +110,7 @@ def test_symlinks_in_a_folder_are_not_followed_unless_asked(tmp_path, db):
     (landing / "linked_dir").symlink_to(outside, target_is_directory=True)
     s = ingest_paths([landing], db=db)
     assert s["interactions"] == 1 and s["quarantined"] == 0
-    assert sorted(f["status"] for f in s["files"]) == ["ingested", "symlink", "symlink"]
+    assert sorted(f["status"] for f in s["files"]) == ["ingested", "symlink", "symlink"] and s["symlinks_skipped"] == 2
     assert rows(db, "SELECT count(*) FROM quarantine") == [(0,)]
     s = ingest_paths([landing], db=str(tmp_path / "follow.duckdb"), follow_symlinks=True)
     assert s["interactions"] == 2 and s["quarantine"] == {"malformed_json": 1}
