@@ -52,12 +52,12 @@ def test_a_glob_pattern_still_expands(tmp_path, db):
     assert ingest_paths([str(tmp_path / "a?.jsonl")], db=db)["interactions"] == 2
 
 
-def test_a_line_over_duckdbs_buffer_is_quarantined_as_too_large(tmp_path, db):
-    path = tmp_path / "huge.jsonl"
-    with open(path, "w") as f:
-        f.write(json.dumps(interaction("before")) + "\n")
-        f.write(json.dumps(interaction("huge", completion="x" * (33 << 20))) + "\n")   # > 32 MiB
-        f.write(json.dumps(interaction("after")) + "\n")
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_line_over_duckdbs_buffer_is_quarantined_as_too_large(tmp_path, db, gz):
+    text = "".join(json.dumps(r) + "\n" for r in (
+        interaction("before"), interaction("huge", completion="x" * (33 << 20)), interaction("after")))  # > 32 MiB
+    path = tmp_path / ("huge.jsonl.gz" if gz else "huge.jsonl")
+    path.write_bytes(gzip.compress(text.encode(), 1) if gz else text.encode())
     s = ingest_paths([path], db=db)
     assert s["interactions"] == 2 and s["quarantine"] == {"too_large": 1}
     assert rows(db, "SELECT source_row, reason, length(raw) < 20000 FROM quarantine") == [(2, "too_large", True)]
@@ -198,3 +198,22 @@ def test_duplicate_keys_first_occurrence_wins_for_native_and_mapped_records(tmp_
     assert s["interactions"] == 2 and s["quarantined"] == 0, s
     assert rows(db, "SELECT interaction_id, user_id, completion, prompt->>'$[0].content' FROM interactions ORDER BY 1") == \
         [("m1", "first", "yo", "hi"), ("n1", "first", "c", "p")]
+
+
+def test_check_integrity_names_what_is_wrong(tmp_path, db):
+    ingest_paths([write_jsonl(tmp_path / "a.jsonl", [interaction("a"), interaction("b")])], db=db)
+    con = duckdb.connect(db)
+    try:
+        assert check_integrity(con) == []
+        con.execute("UPDATE interactions SET ts = 'infinity' WHERE interaction_id = 'a'")
+        con.execute("INSERT INTO feedback (event_id, interaction_id, ts, kind, ingest_id) "
+                    "VALUES ('e', 'a', TIMESTAMPTZ '2024-05-01 00:00:00+00', 'edit', 99)")
+        con.execute("DELETE FROM interactions WHERE interaction_id = 'b'")
+        problems = check_integrity(con)
+        assert any("ts outside" in p for p in problems)
+        assert any("payload" in p for p in problems)
+        assert any("ingest that does not exist" in p for p in problems)
+        assert any("ingest 1: 1 rows in interactions, its ingests row records 2" in p for p in problems)
+        assert not any("rows in interactions" in p for p in check_integrity(con, exact=False))
+    finally:
+        con.close()
