@@ -140,9 +140,11 @@ def status(r: dict) -> str:
     if r["revoked_at"]:
         return f"revoked ({r['revoked_reason']})"
     path = Path(r["path"])
+    if not path.is_dir():
+        return f"missing: {path} (the folder was deleted)"
     files = (r["manifest"] or {}).get("files") or {}
-    lost = [f for f in files if not (path / f).is_file()] if path.is_dir() else ["the folder"]
-    return f"missing: {path} ({len(lost)} file(s) gone)" if lost else "ok"
+    lost = [f for f in files if not (path / f).is_file()]
+    return f"missing: {len(lost)} of {len(files)} file(s) in {path}" if lost else "ok"
 
 
 def snapshots_args(p: argparse.ArgumentParser) -> None:
