@@ -159,28 +159,64 @@ def optout(args) -> int:
 
 
 def forget(args) -> int:
-    """Forget users: delete their interactions, feedback and quarantined records, and revoke snapshots.
+    """Forget users: delete their data everywhere, revoke snapshots, rewrite the store; --verify checks.
 
-    A hashed tombstone keeps re-ingested old logs from bringing them back; every dataset
-    snapshot that held their data is revoked (its files deleted, REVOKED.json left)."""
-    from signals.privacy import forget as run
+    Deletes their interactions, feedback (pending too, and their edits and choices on
+    others' interactions), quarantined records, opt-outs and cached judge verdicts; keyed
+    tombstones (signals/keys.py; the key is <store>.key or $SIGNALS_KEY: back it up)
+    keep re-ingested old logs from bringing them back; every snapshot that held their
+    text is revoked (files deleted, REVOKED.json left); the store file is rewritten so
+    freed blocks keep no deleted text; a receipt goes to <store folder>/erasure-receipts/.
+    --verify USER... changes nothing: it lists what remains of them and exits 1 when
+    anything does, 0 when nothing does."""
+    from signals import erasure
+    from signals.keys import KeyMissing
+    from signals.store import default_db
 
-    con = _store(args)
+    users = [u for u in args.users if u != ""]
+    if args.verify:
+        found = erasure.verify(args.store or default_db(), users, wait=args.wait)
+        if args.json:
+            _print_json({"users": len(set(users)), "remains": found})
+        elif found:
+            print(f"{len(found)} finding(s): data of the {len(set(users))} user(s) remains:")
+            for line in found:
+                print(f"  {line}")
+        else:
+            print(f"nothing of the {len(set(users))} user(s) remains in the store, its snapshots or its file")
+        return 1 if found else 0
     try:
-        r = run(con, args.users)
-    finally:
-        con.close()
+        r = erasure.forget(args.store or default_db(), users, wait=args.wait, new_key=args.new_key)
+    except KeyMissing as e:
+        print(f"python -m signals forget: {e}", file=sys.stderr)
+        return 2
     if args.json:
         _print_json(r)
     else:
         print(f"forgot {r['users']} user(s): deleted {r['interactions']} interactions, {r['feedback']} feedback "
-              f"events, {r['quarantine']} quarantined records")
+              f"events ({r['pending']} pending), {r['quarantine']} quarantined records, {r['judgments']} judge verdicts")
         if r["snapshots"]:
             print(f"snapshots that held their data ({'revoked' if r['revoked'] else 'NOT revoked: rebuild them'}): "
                   + ", ".join(r["snapshots"]))
+            for f in r["snapshot_files"]:
+                if f["path"] is None:
+                    print(f"  {f['version']}: folder not found, delete its files by hand")
         else:
             print("no snapshot held their data")
+        st = r["store"]
+        if st["rewritten"]:
+            print(f"store rewritten: {st['bytes_before']} -> {st['bytes_after']} bytes in {st['seconds']}s")
+        print(f"receipt: {r['receipt']}")
     return 0
+
+
+def _forget_args(p):
+    _users_args(p)
+    p.add_argument("--verify", action="store_true",
+                   help="change nothing: list what remains of USER... (exit 1 when anything does)")
+    p.add_argument("--new-key", action="store_true",
+                   help="the store's key is lost for good: start a new one (old tombstones then match nothing; "
+                        "forget your erasure register's users again)")
 
 
 def _users_args(p):
@@ -245,7 +281,7 @@ VERBS = {
                   overrides=True),
     "snapshots": Verb(snapshots, snapshots_args, "python -m signals snapshots --store /tmp/s.duckdb"),
     "optout": Verb(optout, _users_args, "python -m signals optout alice --store /tmp/s.duckdb"),
-    "forget": Verb(forget, _users_args, "python -m signals forget bob --store /tmp/s.duckdb"),
+    "forget": Verb(forget, _forget_args, "python -m signals forget bob --store /tmp/s.duckdb"),
     "retain": Verb(retain, _retain_args, "python -m signals retain --days 365 --store /tmp/s.duckdb"),
     "sources": Verb(sources, example="python -m signals sources"),
     "fetch": Verb(fetch, _fetch_args, "python -m signals fetch --list"),

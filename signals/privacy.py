@@ -104,23 +104,25 @@ def forget(con, users: list[str], reason: str = "forget", *, new_key: bool = Fal
     return report
 
 
+# Quarantined records of the users in temp table forget_users (or about their interactions in
+# forget_ids): by the `user_id` column, by the parsed top-level user_id and interaction_id
+# when the raw line is JSON, and by every "user_id" value in the raw text decoded from its
+# JSON escaping (lines that do not parse, nested records). Rows: r = quarantine.rowid.
+QUARANTINE_MATCHES = """
+WITH q AS (SELECT rowid AS r, raw, user_id, coalesce(json_valid(raw), false) AS ok FROM quarantine),
+ids AS (
+    SELECT r, user_id AS v FROM q
+    UNION ALL SELECT r, json_extract_string(raw, '$.user_id') FROM q WHERE ok
+    UNION ALL SELECT r, unnest(list_transform(regexp_extract_all(raw, '""" + _RAW_USER_VALUE.replace("'", "''") + """', 1),
+                               lambda x: coalesce(try(json_extract_string(x, '$')), x))) FROM q
+)
+SELECT r FROM ids WHERE v IN (SELECT user_id FROM forget_users)
+UNION SELECT r FROM q WHERE ok AND json_extract_string(raw, '$.interaction_id') IN (SELECT interaction_id FROM forget_ids)
+"""
+
+
 def _forget_quarantine(con) -> int:
-    """Quarantined records of the users in forget_users (or about their interactions in
-    forget_ids): by the `user_id` column, by the parsed top-level user_id and
-    interaction_id when the raw line is JSON, and by every "user_id" value in the raw
-    text decoded from its JSON escaping (lines that do not parse, nested records)."""
-    con.execute(f"""
-        CREATE OR REPLACE TEMP TABLE forget_q AS
-        WITH q AS (SELECT rowid AS r, raw, user_id, coalesce(json_valid(raw), false) AS ok FROM quarantine),
-        ids AS (
-            SELECT r, user_id AS v FROM q
-            UNION ALL SELECT r, json_extract_string(raw, '$.user_id') FROM q WHERE ok
-            UNION ALL SELECT r, unnest(list_transform(regexp_extract_all(raw, '{_RAW_USER_VALUE.replace("'", "''")}', 1),
-                                       lambda x: coalesce(try(json_extract_string(x, '$')), x))) FROM q
-        )
-        SELECT r FROM ids WHERE v IN (SELECT user_id FROM forget_users)
-        UNION SELECT r FROM q WHERE ok AND json_extract_string(raw, '$.interaction_id')
-                                       IN (SELECT interaction_id FROM forget_ids)""")
+    con.execute("CREATE OR REPLACE TEMP TABLE forget_q AS " + QUARANTINE_MATCHES)
     n = con.execute("DELETE FROM quarantine WHERE rowid IN (SELECT r FROM forget_q)").fetchone()[0]
     con.execute("DROP TABLE forget_q")
     return n
