@@ -54,6 +54,7 @@ from __future__ import annotations
 import glob
 import gzip
 import hashlib
+import io
 import json
 import os
 import re
@@ -338,10 +339,41 @@ def stage_parquet(con, path: Path, max_chars: int, tmp: Path) -> None:
     _lines_from_table(con)
 
 
+def _csv_to_jsonl(path: Path, out: Path, max_chars: int) -> None:
+    """The slow path for a CSV DuckDB cannot sniff (a raw carriage return in a field, stray
+    text after the last row): Python's csv reader, row by row, into native JSON lines with
+    `_source_row`; a row whose column count differs from the header is `malformed_csv`.
+    Empty fields are missing, as DuckDB reads them; hive folder values are not added here."""
+    import csv
+
+    with _open_bytes(path) as raw, open(out, "w", encoding="utf-8") as dst:
+        text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
+        reader = csv.reader(text, strict=False)
+        header = next(reader, None) or []
+        for n, row in enumerate(reader, 1):
+            if len(row) != len(header):
+                rec = {"_reject": "malformed_csv", "_source_row": n, "_raw": ",".join(row)[:10_000],
+                       "_detail": f"row has {len(row)} fields, the header {len(header)}"}
+            else:
+                rec = {k: v for k, v in zip(header, row, strict=True) if v != ""}
+                rec["_source_row"] = n
+            dst.write(json.dumps(rec) + "\n")
+
+
 def stage_csv(con, path: Path, max_chars: int, tmp: Path) -> None:
     """CSV with a header; every value read as text (quoted fields may hold newlines).
     Row numbers count data rows (1 = first row after the header). Hive partition columns
-    fill only the fields the file lacks, as for Parquet."""
+    fill only the fields the file lacks, as for Parquet. A file DuckDB cannot sniff is read
+    by Python's csv module instead (_csv_to_jsonl)."""
+    try:
+        _stage_csv_duckdb(con, path, max_chars)
+    except duckdb.InvalidInputException:
+        converted = tmp / "csv.jsonl"
+        _csv_to_jsonl(path, converted, max_chars)
+        stage_jsonl(con, converted, max_chars, tmp)
+
+
+def _stage_csv_duckdb(con, path: Path, max_chars: int) -> None:
     con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
     extra, values = _hive_only(con, "read_csv(?, header = true, all_varchar = true, hive_partitioning = {hive})",
                                [_duck_path(path)])

@@ -217,3 +217,13 @@ def test_check_integrity_names_what_is_wrong(tmp_path, db):
         assert not any("rows in interactions" in p for p in check_integrity(con, exact=False))
     finally:
         con.close()
+
+
+def test_a_csv_duckdb_cannot_sniff_is_read_row_by_row_not_lost(tmp_path, db):
+    path = tmp_path / "odd.csv"
+    path.write_bytes(b'interaction_id,ts,prompt,completion\r\na,0,"p\rq",c\r\nb,0,p,c\r\nx\r"stray')
+    s = ingest_paths([path], db=db)
+    assert s["files"][0]["status"] == "ingested"
+    assert s["interactions"] == 2 and s["quarantine"] == {"malformed_csv": 2}
+    assert rows(db, "SELECT interaction_id, source_row FROM interactions ORDER BY 1") == [("a", 1), ("b", 2)]
+    assert rows(db, "SELECT prompt->>'$[0].content' FROM interactions WHERE interaction_id = 'a'") == [("p\rq",)]

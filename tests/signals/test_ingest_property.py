@@ -5,7 +5,9 @@ store (~0.7 s a file on 2 busy cores, most of it DuckDB planning the ingest SQL)
 
 from __future__ import annotations
 
+import csv
 import gzip
+import io
 import json
 import re
 import shutil
@@ -128,5 +130,55 @@ def test_ingest_keeps_or_quarantines_every_record_and_the_store_stays_sound(file
         after = _counts(db)
         assert tuple(a - b for a, b in zip(after, before, strict=True)) == \
             (s["interactions"], s["feedback"], s["quarantined"])
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
+OPENAI_LOG = st.fixed_dictionaries(
+    {"id": IDS, "created": TS, "messages": st.lists(MESSAGE, max_size=2) | JUNK,
+     "choices": st.lists(st.fixed_dictionaries({"message": MESSAGE}), max_size=2) | JUNK},
+    optional={"user": IDS, "model": IDS, "feedback": st.lists(_record(EVENT_FIELDS, EVENT_OPTIONAL), max_size=2) | JUNK})
+
+
+@st.composite
+def other_formats(draw) -> tuple[str, bytes]:
+    """A JSON array (maybe cut short), a CSV of records (maybe with stray text), or an
+    auto-detected chat-completion log: the other stagers and the mapping path."""
+    kind = draw(st.sampled_from(["json", "csv", "openai"]))
+    if kind == "json":
+        text = json.dumps(draw(st.lists(INTERACTION | EVENT | JUNK, max_size=6)))
+        return "a.json", (text[: draw(st.integers(0, len(text)))] if draw(st.booleans()) else text).encode()
+    if kind == "openai":
+        recs = draw(st.lists(OPENAI_LOG, min_size=1, max_size=6))
+        return "a.jsonl", "".join(json.dumps(r) + "\n" for r in recs).encode()
+    recs = draw(st.lists(INTERACTION | EVENT, max_size=6))
+    cols = sorted({k for r in recs for k in r}) or ["interaction_id"]
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    w.writerow(cols)
+    for r in recs:
+        w.writerow([json.dumps(r[c]) if isinstance(r.get(c), list | dict) else r.get(c, "") for c in cols])
+    return "a.csv", (buf.getvalue() + draw(st.text(max_size=20))).encode("utf-8", "surrogatepass")
+
+
+@settings(max_examples=6, deadline=None, derandomize=True, database=None,
+          suppress_health_check=[HealthCheck.too_slow, HealthCheck.data_too_large])
+@given(file=other_formats())
+def test_other_formats_and_mappings_never_crash_ingest_or_the_store(file):
+    tmp = Path(tempfile.mkdtemp(dir=STORE))
+    db = str(STORE / "s.duckdb")
+    try:
+        (tmp / file[0]).write_bytes(file[1])
+        before = _counts(db) if Path(db).exists() else (0, 0, 0)
+        s = ingest_paths([tmp / file[0]], db=db)
+        assert s["files"][0]["status"] in ("ingested", "skipped"), s["files"]
+        after = _counts(db)
+        assert tuple(a - b for a, b in zip(after, before, strict=True)) == \
+            (s["interactions"], s["feedback"], s["quarantined"])
+        con = duckdb.connect(db, read_only=True)
+        try:
+            assert check_integrity(con) == []
+        finally:
+            con.close()
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
