@@ -144,7 +144,7 @@ def verify(db: str | os.PathLike | None, users: list[str], *, wait: float = DEFA
     finally:
         con.close()
     found += _verify_parquet(files, users)
-    found += _verify_bytes(path, users)
+    found += _verify_bytes(path, users, wait)
     return found
 
 
@@ -236,20 +236,41 @@ def _variants(user: str) -> set[bytes]:
             json.dumps(user, ensure_ascii=False)[1:-1].encode("utf-8")}
 
 
-def _verify_bytes(path: Path, users: list[str]) -> list[str]:
-    """The store file's bytes (and its WAL): freed blocks keep deleted text until a rewrite."""
+def _count(data: bytes, pats: list[bytes]) -> int:
+    hits = 0
+    for i in range(0, len(pats), 2000):
+        hits += len(re.findall(b"|".join(re.escape(p) for p in pats[i:i + 2000]), data))
+    return hits
+
+
+def _verify_bytes(path: Path, users: list[str], wait: float) -> list[str]:
+    """The store file's bytes (and its WAL): freed blocks keep deleted text until a rewrite.
+
+    An id can also sit inside live text (u1000 inside u10005), so hits are compared with a
+    fresh copy of the live data (what a rewrite would write): only the excess is a finding."""
     if len(users) > BYTES_SCAN_MAX_USERS:
         return [f"store file bytes: not scanned ({len(users)} users > {BYTES_SCAN_MAX_USERS}); verify in batches"]
-    out = []
     pats = sorted({v for u in users for v in _variants(u) if v}, key=len, reverse=True)
-    for f in (path, Path(f"{path}.wal")):
-        if not f.is_file():
-            continue
-        data = f.read_bytes()
-        hits = 0
-        for i in range(0, len(pats), 2000):
-            hits += len(re.findall(b"|".join(re.escape(p) for p in pats[i:i + 2000]), data))
-        if hits:
-            out.append(f"store file {f}: {hits} occurrence(s) of a user id in its bytes "
-                       "(deleted rows in freed blocks, or other text that contains the id)")
-    return out
+    files = [f for f in (path, Path(f"{path}.wal")) if f.is_file()]
+    hits = sum(_count(f.read_bytes(), pats) for f in files)
+    if not hits:
+        return []
+    live = path.with_name(f".{path.name}.verify-{os.getpid()}")
+    live.unlink(missing_ok=True)
+    con = duckdb.connect()           # the store attached read-only, the copy read-write
+    try:
+        src, dst = (str(x).replace("'", "''") for x in (path, live))
+        con.execute(f"ATTACH '{src}' AS erasure_src (READ_ONLY)")
+        con.execute(f"ATTACH '{dst}' AS erasure_live")
+        con.execute("COPY FROM DATABASE erasure_src TO erasure_live")
+        con.execute("CHECKPOINT erasure_live")
+        con.execute("DETACH erasure_live")
+        expected = _count(live.read_bytes(), pats)
+    finally:
+        con.close()
+        live.unlink(missing_ok=True)
+        Path(f"{live}.wal").unlink(missing_ok=True)
+    if hits <= expected:
+        return []
+    return [f"store file {path}: {hits - expected} occurrence(s) of a user id in its bytes beyond what the live "
+            f"data holds ({expected}): deleted rows in freed blocks; `python -m signals forget` rewrites the file"]

@@ -143,6 +143,7 @@ def test_the_store_file_keeps_no_deleted_text_after_forget(tmp_path):
                 "WHERE user_id = 'alice'); DELETE FROM interactions WHERE user_id = 'alice'; CHECKPOINT; VACUUM")
     con.close()
     assert MARKER.encode() in plain.read_bytes()
+    assert any("beyond what the live data holds" in f for f in erasure.verify(plain, ["alice"]))
     r = erasure.forget(db, ["alice"])
     assert r["store"]["rewritten"] and r["store"]["bytes_after"] > 0
     assert MARKER.encode() not in db.read_bytes()
