@@ -29,6 +29,8 @@ Rules for hostile input:
   mismatch the file is re-read through a cleaned copy in which that line is `too_large`.
 - Control characters. A raw carriage return (or other raw control character) inside a
   line is not JSON: the line is quarantined as `malformed_json`; CRLF line ends are fine.
+  A CSV that DuckDB cannot sniff (a raw carriage return in a field, stray text) is read by
+  Python's csv module instead; rows with the wrong number of fields are `malformed_csv`.
 - Hive folders (`user_id=bob/part.parquet`, CSV too). A partition value fills a field only
   when the file has no column of that name: a file's own values win. JSON lines files
   take nothing from folder names.
