@@ -173,7 +173,18 @@ def forget(args) -> int:
     from signals.keys import KeyMissing
     from signals.store import default_db
 
-    users = [u for u in args.users if u != ""]
+    users = list(args.users)
+    if args.users_file:
+        try:
+            with open(args.users_file, encoding="utf-8") as f:
+                users += [line.rstrip("\r\n") for line in f]
+        except OSError as e:
+            print(f"python -m signals forget: --users-file: {e}", file=sys.stderr)
+            return 2
+    users = [u for u in users if u != ""]
+    if not users:
+        print("python -m signals forget: no user given (USER... or --users-file FILE)", file=sys.stderr)
+        return 2
     if args.verify:
         found = erasure.verify(args.store or default_db(), users, wait=args.wait)
         if args.json:
@@ -211,7 +222,11 @@ def forget(args) -> int:
 
 
 def _forget_args(p):
-    _users_args(p)
+    p.add_argument("users", nargs="*", metavar="USER", help="user_id values")
+    p.add_argument("--users-file", default=None, metavar="FILE",
+                   help="also every user_id in FILE, one a line (for many users at once)")
+    add_store(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
     p.add_argument("--verify", action="store_true",
                    help="change nothing: list what remains of USER... (exit 1 when anything does)")
     p.add_argument("--new-key", action="store_true",

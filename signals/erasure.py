@@ -39,7 +39,7 @@ from signals import keys, privacy, snapshot
 from signals.store import DEFAULT_WAIT, default_db, open_store
 
 RECEIPTS = "erasure-receipts"
-BYTES_SCAN_MAX_USERS = 20_000      # the byte scan of the store file compiles one pattern per 2,000 ids
+BYTES_SCAN_MAX_USERS = 100_000     # the byte scan of the store file compiles one pattern per 2,000 ids
 
 
 def forget(db: str | os.PathLike | None, users: list[str], *, wait: float = DEFAULT_WAIT,

@@ -194,3 +194,16 @@ def test_verify_finds_a_revoked_snapshot_whose_files_stayed_and_plain_members(tm
     assert code == 1 and f"snapshot {snap.version}: held the user(s)" in out
     assert "cannot be read" in out and "snapshot_members (plain user ids): 1 row(s)" in out
     os.remove(snap_copy / "train.parquet")
+
+
+def test_forget_takes_many_users_from_a_file(tmp_path, cli, db):
+    s = TinyStore(db)
+    s.shown("alice asks", "reply", "accept", user="alice")
+    s.close()
+    users = tmp_path / "users.txt"
+    users.write_text("".join(f"user{i:05d}@example.com\n" for i in range(20_000)) + "alice\n")
+    code, r = cli("forget", "--users-file", users, "--json", json_out=True)
+    assert code == 0 and r["users"] == 20_001 and r["interactions"] == 1
+    code, out = cli("forget", "--verify", "--users-file", users)
+    assert code == 0, out
+    assert cli("forget")[0] == 2

@@ -10,10 +10,10 @@ from datetime import UTC, datetime
 import duckdb
 import pytest
 
-from signals.ingest import ingest_paths
-from signals.store import open_store
 from signals import keys
+from signals.ingest import ingest_paths
 from signals.privacy import forget, retain
+from signals.store import open_store
 from tests.signals.conftest import event, interaction, write_jsonl
 
 
