@@ -16,6 +16,11 @@ Each forget writes a receipt, `<store folder>/erasure-receipts/<time>-<n>.json`:
 how many users (no ids, no text), what was deleted in which table, the snapshots
 revoked with their paths, and the store's size before and after the rewrite.
 
+Cost, measured once (2 shared cores, nice'd, bench/bench_build.py's generator): a store of
+1M feedback events and 714k interactions (238 MiB); forgetting 10 users (631
+interactions) took 2.1 s without the rewrite and 19.9 s with it (the rewrite 18.5 s,
+249.7 MB -> 225.7 MB), peak RSS 679 MiB. The rewrite is linear in the store's size.
+
 `verify` looks for what remains of the users: rows naming them in every table
 (quarantine under any JSON escaping), plain ids in snapshot membership, snapshots that
 held them and still have files, the Parquet files of every snapshot in the catalog,
@@ -89,12 +94,28 @@ def rewrite_store(con: duckdb.DuckDBPyConnection, path: Path) -> None:
         if Path(f"{new}.wal").exists():
             raise RuntimeError(f"rewrite of {path}: {new}.wal left behind; the store was not replaced")
         os.replace(new, path)
+        _fsync_dir(path.parent)
     except BaseException:
         new.unlink(missing_ok=True)
         Path(f"{new}.wal").unlink(missing_ok=True)
         con.close()
         raise
+    # `con` now points at the unlinked old file. It was checkpointed and has written nothing
+    # since (ATTACH/COPY/DETACH only read it), so closing it leaves no WAL beside the new file.
     con.close()
+
+
+def _fsync_dir(folder: Path) -> None:
+    try:
+        fd = os.open(folder, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def write_receipt(path: Path, report: dict) -> Path:
