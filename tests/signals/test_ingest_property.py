@@ -5,6 +5,7 @@ store (~0.7 s a file on 2 busy cores, most of it DuckDB planning the ingest SQL)
 
 from __future__ import annotations
 
+import atexit
 import csv
 import gzip
 import io
@@ -88,6 +89,7 @@ def _write(path: Path, body: list[bytes], eol: bytes, final_eol: bool, gz: bool)
 STORE = Path(tempfile.mkdtemp(prefix="ingest-prop-"))  # one store for all examples: ids repeat across
                                                         # them, so duplicates and conflicts meet the store;
                                                         # a fresh store would cost ~0.5 s an example
+atexit.register(shutil.rmtree, STORE, ignore_errors=True)
 
 
 def _counts(db: str) -> tuple[int, int, int]:
