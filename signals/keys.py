@@ -132,9 +132,18 @@ def load_key(con: duckdb.DuckDBPyConnection, store: str | os.PathLike | None = N
             f"forget every user on your erasure register again), see signals/keys.py.")
     path.parent.mkdir(parents=True, exist_ok=True)
     key = secrets.token_bytes(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as f:
         f.write(key.hex() + "\n")
+        f.flush()
+        os.fsync(f.fileno())
+    try:
+        os.link(tmp, path)           # never replaces a key another process wrote meanwhile
+    except FileExistsError:
+        return _decode(path.read_text(), f"key file {path}")
+    finally:
+        tmp.unlink(missing_ok=True)
     return key
 
 

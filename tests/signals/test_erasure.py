@@ -207,3 +207,14 @@ def test_forget_takes_many_users_from_a_file(tmp_path, cli, db):
     code, out = cli("forget", "--verify", "--users-file", users)
     assert code == 0, out
     assert cli("forget")[0] == 2
+
+
+def test_forget_without_the_key_exits_2_naming_the_fix(tmp_path, cli, db, capsys):
+    TinyStore(db).close()
+    assert cli("forget", "alice")[0] == 0
+    os.rename(f"{db}.key", tmp_path / "elsewhere.key")
+    from signals.__main__ import main
+
+    assert main(["forget", "bob", "--store", db]) == 2
+    assert f"Restore {db}.key" in capsys.readouterr().err
+    assert not Path(f"{db}.key").exists()
