@@ -44,12 +44,17 @@ def ingest(args) -> int:
     from signals.ingest import ingest_paths
 
     s = ingest_paths(args.paths, db=args.store, source=args.source, wait=args.wait,
-                     max_record_chars=args.max_chars, progress=None if not args.json else False)
+                     max_record_chars=args.max_chars, follow_symlinks=args.follow_symlinks,
+                     progress=None if not args.json else False)
     if args.json:
         _print_json(s)
     else:
         ingested = [f for f in s["files"] if f["status"] == "ingested"]
         print(f"{len(ingested)} file(s) ingested, {s['skipped_files']} already ingested (skipped) -> {s['db']}")
+        if s.get("corrupt_files"):
+            print(f"corrupt files      {s['corrupt_files']}  (recorded in quarantine as corrupt_file; later files were read)")
+        if s.get("symlinks_skipped"):
+            print(f"symlinks skipped   {s['symlinks_skipped']}  (not followed; --follow-symlinks to read them)")
         print(f"records read       {s['records']}")
         print(f"interactions added {s['interactions']}")
         print(f"feedback added     {s['feedback']}")
@@ -74,6 +79,9 @@ def _ingest_args(p):
                    help="mapping name in conf/source/ (see `python -m signals sources`) or a YAML path; "
                         "default: native schema, chat-completion logs detected")
     p.add_argument("--strict", action="store_true", help="exit 5 when any record was quarantined")
+    p.add_argument("--follow-symlinks", action="store_true",
+                   help="follow symbolic links found inside the given folders and globs (default: list them "
+                        "with status symlink and skip them; a file named explicitly is always read)")
     p.add_argument("--max-chars", type=int, default=None,
                    help="largest record in characters (default: setting max_record_chars or 1,000,000)")
     p.add_argument("--json", action="store_true", help="print the summary as JSON")
