@@ -70,6 +70,7 @@ from pathlib import Path
 
 import duckdb
 
+from signals import keys
 from signals.store import default_db, open_store, transaction
 
 SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
@@ -572,6 +573,9 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
     con = open_store(db, wait=wait)
     try:
         _setup(con)
+        keys.install(con, db)           # tombstones are keyed hashes (signals/keys.py)
+        con.execute("SET VARIABLE ingest_forgets = (SELECT (SELECT count(*) FROM tombstones) "
+                    "+ (SELECT count(*) FROM forgotten_interactions) > 0)")
         max_chars = int(max_record_chars or _store_setting(con, "max_record_chars", DEFAULT_MAX_RECORD_CHARS))
         memory = os.environ.get("SIGNALS_MEMORY_LIMIT", "1.5GB")
         if not re.fullmatch(r"\d+(\.\d+)?\s*[KMGT]i?B", memory):

@@ -60,7 +60,7 @@ _CHECK = b"signals-key-check"
 _MEMORY_KEYS: dict[int, bytes] = {}      # in-memory stores: one key per connection, this process only
 
 
-class KeyMissing(RuntimeError):
+class KeyMissing(ValueError):
     """The store holds keyed hashes but its key is not available (or is not this store's)."""
 
 

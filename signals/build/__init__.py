@@ -38,7 +38,7 @@ from pathlib import Path
 
 import duckdb
 
-from signals import snapshot
+from signals import keys, snapshot
 from signals import store as store_mod
 from signals.build import export, publish, redact, steps, summary
 from signals.build.publish import BUILDER_VERSION
@@ -62,6 +62,7 @@ def build_snapshot(recipe: dict, store: str | os.PathLike | duckdb.DuckDBPyConne
                                 "(python -m signals ingest PATH --store FILE)")
     con = store if isinstance(store, duckdb.DuckDBPyConnection) else store_mod.open_store(store)
     try:
+        keys.install(con)              # tombstones are keyed hashes: build_interactions.sql compares keyed_hash()
         return _build(con, r, Path(root), settings, _progress(progress))
     finally:
         steps.drop_temp_tables(con)

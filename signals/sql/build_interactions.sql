@@ -3,10 +3,10 @@
 -- (getvariable('b_*')) set by signals/build/steps.py from the recipe with bound values;
 -- build_normalize is build_macros.sql's.
 CREATE OR REPLACE TEMP TABLE build_interactions AS
-WITH forgotten AS (          -- users whose tombstone (sha256 of user_id) is in the store
+WITH forgotten AS (          -- users whose tombstone (keyed hash of user_id, signals/keys.py) is in the store
     SELECT u.user_id
     FROM (SELECT DISTINCT user_id FROM interactions WHERE user_id IS NOT NULL) u
-    JOIN tombstones t ON t.user_hash = sha256(u.user_id)
+    JOIN tombstones t ON t.user_hash = keyed_hash(u.user_id)
 ),
 parsed AS (
     SELECT

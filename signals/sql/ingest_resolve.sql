@@ -8,8 +8,9 @@ WITH ci AS (  -- keys only: a CTE used three times is materialized, and must not
     SELECT ln, interaction_id, user_id FROM rec WHERE rtype = 'interaction' AND err IS NULL
 ), forgotten AS (
     SELECT ln FROM ci
-    WHERE (user_id IS NOT NULL AND sha256(user_id) IN (SELECT user_hash FROM tombstones))
-       OR sha256(interaction_id) IN (SELECT interaction_hash FROM forgotten_interactions)
+    WHERE getvariable('ingest_forgets')      -- folded to false while nothing is forgotten: no hashing
+      AND ((user_id IS NOT NULL AND keyed_hash(user_id) IN (SELECT user_hash FROM tombstones))
+       OR keyed_hash(interaction_id) IN (SELECT interaction_hash FROM forgotten_interactions))
 ), keys AS (
     SELECT interaction_id FROM ci GROUP BY interaction_id HAVING count(*) > 1
     UNION
@@ -46,8 +47,9 @@ WITH cf AS (
     WHERE f.err IS NULL AND f.ln NOT IN (SELECT ln FROM ist WHERE status IN ('conflict', 'forgotten'))
 ), forgotten AS (
     SELECT ln, idx FROM cf
-    WHERE (user_id IS NOT NULL AND sha256(user_id) IN (SELECT user_hash FROM tombstones))
-       OR sha256(interaction_id) IN (SELECT interaction_hash FROM forgotten_interactions)
+    WHERE getvariable('ingest_forgets')      -- folded to false while nothing is forgotten: no hashing
+      AND ((user_id IS NOT NULL AND keyed_hash(user_id) IN (SELECT user_hash FROM tombstones))
+       OR keyed_hash(interaction_id) IN (SELECT interaction_hash FROM forgotten_interactions))
 ), keys AS (
     SELECT event_id FROM cf GROUP BY event_id HAVING count(*) > 1
     UNION

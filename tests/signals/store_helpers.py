@@ -69,7 +69,10 @@ class TinyStore:
         self.con.execute("INSERT INTO optouts VALUES (?, ?)", [user, self.clock])
 
     def tombstone(self, user: str) -> None:
-        self.con.execute("INSERT INTO tombstones VALUES (sha256(?), ?)", [user, self.clock])
+        from signals import keys
+
+        keys.install(self.con)                  # tombstones hold keyed hashes (signals/keys.py)
+        self.con.execute("INSERT INTO tombstones VALUES (keyed_hash(?), ?)", [user, self.clock])
 
     def setting(self, key: str, value: str) -> None:
         self.con.execute("INSERT OR REPLACE INTO settings VALUES (?, ?)", [key, value])

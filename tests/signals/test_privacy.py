@@ -65,8 +65,6 @@ def test_forget_erases_everything(tmp_path, db, cli, stats):
     assert os.stat(f"{db}.key").st_mode & 0o777 == 0o600
 
 
-@pytest.mark.xfail(strict=True, reason="ingest (signals/sql/ingest_resolve.sql, not this module's) still compares "
-                   "sha256(id) with tombstones; it must call signals.keys.install(con, db) and compare keyed_hash(id)")
 def test_old_logs_do_not_bring_a_forgotten_user_back(tmp_path, db, cli):
     _seed(tmp_path, db)
     assert cli("forget", "alice")[0] == 0

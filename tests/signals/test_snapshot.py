@@ -201,16 +201,20 @@ def test_a_failed_build_leaves_nothing_behind(store_path, tmp_path, monkeypatch)
 def test_members_list_every_interaction_in_the_snapshot(store_path, tmp_path):
     snap = build_snapshot(RECIPE, store_path, tmp_path / "snaps")
     con = open_store(store_path, read_only=True)
-    members = dict(con.execute("SELECT interaction_id, user_id FROM snapshot_members WHERE version = ?",
-                               [snap.version]).fetchall())
+    rows = con.execute("SELECT interaction_id, user_hash FROM snapshot_members WHERE version = ?",
+                       [snap.version]).fetchall()
     con.close()
+    members = dict(rows)
     seen = set()
     for kind in SCHEMAS:
         for split in ("train", "eval"):
             seen |= set(pq.read_table(snap.file(kind, split), columns=["interaction_id"])["interaction_id"].to_pylist())
     assert seen <= set(members)
     assert len(members) == 3 * 19          # every interaction, the not-chosen side of a choice too
-    assert set(members.values()) == {"alice", "bob", "carol"}
+    from signals import keys
+
+    key = bytes.fromhex(open(f"{store_path}.key").read())     # membership holds keyed hashes, never ids
+    assert {h for _, h in rows} == {keys.keyed(key, u) for u in ("alice", "bob", "carol")}
 
 
 def test_forget_revokes_every_snapshot_that_held_the_user(store_path, tmp_path):
