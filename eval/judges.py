@@ -284,7 +284,9 @@ class OpenAIJudge:
         """`text` without the key (nor any other secret shape): it is stored and shown."""
         return scrub(text, known=[self.key])
 
-    def verdict(self, prompt_text: str, a: str, b: str) -> tuple[str, str]:
+    def verdict(self, prompt_text: str, a: str, b: str, interaction_id: str | None = None) -> tuple[str, str]:
+        """The judge's verdict (A, B or tie) and its raw reply; cached in the store with the
+        interaction it is about (`judgment_subjects`), so `signals forget` can delete it."""
         key = self._key(prompt_text, a, b)
         hit = self._cached(key)
         if hit:
@@ -301,6 +303,8 @@ class OpenAIJudge:
                 con.execute("INSERT OR REPLACE INTO judgments VALUES (?, ?, ?, ?, ?, ?)",
                             [key, self.model, self._scrub(self.base_url), v, self._scrub(raw),
                              datetime.now(UTC)])
+                if interaction_id is not None:
+                    con.execute("INSERT INTO judgment_subjects VALUES (?, ?)", [key, str(interaction_id)])
         return v, raw
 
     def _cached(self, key: str):
@@ -319,8 +323,9 @@ class OpenAIJudge:
         for row, ca, ba in tqdm(list(zip(rows, cand_answers, base_answers, strict=True)),
                                 desc="judge", leave=False):
             pt = "\n".join(f"{m['role']}: {m['content']}" for m in row["prompt"])
-            v1, _ = self.verdict(pt, ca, ba)      # candidate shown as A
-            v2, _ = self.verdict(pt, ba, ca)      # candidate shown as B
+            about = row.get("interaction_id")
+            v1, _ = self.verdict(pt, ca, ba, about)      # candidate shown as A
+            v2, _ = self.verdict(pt, ba, ca, about)      # candidate shown as B
             s1 = {"A": 1.0, "B": 0.0, "tie": 0.5}[v1]
             s2 = {"A": 0.0, "B": 1.0, "tie": 0.5}[v2]
             out.append({"outcome": (s1 + s2) / 2, "cand_score": None, "base_score": None,

@@ -149,6 +149,8 @@ def test_openai_judge_through_config(tmp_path, good_run, monkeypatch):
     assert w["n"] == 4 and w["details"]["judge"] == "openai"
     con = duckdb.connect(str(tmp_path / "signal.duckdb"), read_only=True)
     assert con.execute("SELECT count(*) FROM judgments").fetchone()[0] == 8
+    # each cached verdict names the interaction it is about, so `signals forget` can delete it
+    assert con.execute("SELECT count(DISTINCT key) FROM judgment_subjects").fetchone()[0] == 8
     con.close()
 
 
