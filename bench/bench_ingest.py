@@ -161,7 +161,7 @@ def run_child(kind: str, data: Path, db: Path, *extra) -> dict:
     out = json.loads(line[-1][5:])
     if kind == "ingest":
         text = r.stdout[: r.stdout.index("BENCH")]
-        summary = json.loads(text[text.index('{\n  "db"'):])
+        summary = json.loads(text[text.index("{\n"):])             # the --json summary (progress goes to stderr)
         out["stored"] = summary["interactions"] + summary["feedback"]
         out["quarantined"] = summary["quarantined"]
         import duckdb  # every stored row names its own line (files are read in parallel)
