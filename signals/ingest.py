@@ -8,7 +8,8 @@ whose bytes (sha256) were ingested before, under the same source mapping, is ski
 Lines are read as one text column (DuckDB's read_json aborts on one bad line), so every
 record is either stored, recognised as a duplicate, or quarantined with its row and reason;
 no file stops the ingest of the files after it. The SQL stages live in signals/sql/ingest_*.sql.
-`check_integrity(con)` lists what is wrong with a store (nothing, after any ingest).
+`signals.integrity.check_integrity(con)` lists what is wrong with a store (nothing, after any ingest).
+Finding files and their formats: `signals.discover`.
 
 Rules for hostile input:
 
@@ -53,9 +54,7 @@ corrupt_file (the whole file could not be read; no row).
 
 from __future__ import annotations
 
-import glob
 import gzip
-import hashlib
 import io
 import json
 import os
@@ -71,9 +70,19 @@ from pathlib import Path
 import duckdb
 
 from signals import keys
+from signals.discover import (
+    SYMLINK_NOT_FOLLOWED,
+    IngestError,
+    discover,
+    duck_path,
+    file_hash,
+    format_of,
+    format_of_or_none,
+    open_bytes,
+    sniff_openai,
+)
 from signals.store import default_db, open_store, transaction
 
-SUFFIXES = (".jsonl", ".jsonl.gz", ".ndjson", ".json", ".json.gz", ".parquet", ".csv", ".csv.gz")
 DEFAULT_MAX_RECORD_CHARS = 1_000_000
 TS_MIN, TS_MAX = "1970-01-01T00:00:00+00:00", "2100-01-01T00:00:00+00:00"  # as in ingest_macros.sql ts_ok
 DELIM = "\x01"  # never in valid JSON text (control characters must be escaped)
@@ -84,115 +93,13 @@ def sql(name: str) -> str:
     return resources.files("signals.sql").joinpath(name).read_text()
 
 
-class IngestError(ValueError):
-    """A source that cannot be ingested at all (missing path, unknown format)."""
-
-
-# ---------------------------------------------------------------- finding sources
-
-def supported(path: Path) -> bool:
-    name = path.name.lower()
-    return any(name.endswith(s) for s in SUFFIXES)
-
-
-GLOB_CHARS = re.compile(r"([\[?*])")
-
-
-def _duck_path(path) -> str:
-    """A path DuckDB reads literally: its file readers expand `[`, `?` and `*` as a glob
-    (STACK.md), so `data[1].jsonl` would read `data1.jsonl`; `[[]` matches a literal `[`."""
-    return GLOB_CHARS.sub(r"[\1]", str(path))
-
-
-SYMLINK_NOT_FOLLOWED = "symbolic link not followed (ingest_paths(follow_symlinks=True) or --follow-symlinks reads it)"
-
-
-def discover(paths, extra_suffixes: tuple[str, ...] = (), *, follow_symlinks: bool = False,
-             skipped: list | None = None) -> list[Path]:
-    """Files named by `paths`: files, folders (recursive, hive layouts too) and globs.
-
-    A path that exists is taken literally, even when its name holds glob characters
-    (`data[1].jsonl`); only a path that does not exist is expanded as a glob. A file named
-    explicitly is read even when it is a symbolic link; inside a folder or a glob, links
-    (to files or folders) are not followed unless `follow_symlinks`: they are appended to
-    `skipped` instead, so a link in a landing folder cannot pull in a file from elsewhere."""
-    out: list[Path] = []
-    skipped = [] if skipped is None else skipped
-
-    def ok(p: Path) -> bool:
-        return supported(p) or p.name.lower().endswith(extra_suffixes)
-
-    def walk(root: Path) -> list[Path]:
-        found: list[Path] = []
-        seen_dirs = {os.path.realpath(root)}
-        for d, dirs, files in os.walk(root, followlinks=follow_symlinks):
-            dirs.sort()
-            for name in list(dirs):
-                sub = Path(d) / name
-                if sub.is_symlink():
-                    real = os.path.realpath(sub)
-                    if not follow_symlinks:
-                        skipped.append(sub)
-                        dirs.remove(name)
-                    elif real in seen_dirs or any(real.startswith(s + os.sep) for s in seen_dirs if s != "/"):
-                        dirs.remove(name)  # a link back into the walk: a cycle, or a folder read already
-                    else:
-                        seen_dirs.add(real)
-            for name in sorted(files):
-                f = Path(d) / name
-                if name.startswith(".") or not ok(f):
-                    continue
-                if f.is_symlink() and not follow_symlinks:
-                    skipped.append(f)
-                elif f.is_file():
-                    found.append(f)
-        return sorted(found)  # by path, as before: the order decides which of two conflicting records wins
-
-    for raw in paths:
-        raw = str(raw)
-        literal = Path(raw)
-        if literal.exists() or literal.is_symlink():
-            matches, named = [literal], True
-        elif glob.has_magic(raw):
-            matches, named = [Path(m) for m in sorted(glob.glob(raw, recursive=True))], False
-            if not matches:
-                raise IngestError(f"{raw}: no file matches this pattern")
-        else:
-            raise IngestError(f"{raw}: no such file or folder")
-        for p in matches:
-            if p.is_symlink() and not named and not follow_symlinks:
-                if p.is_dir() or ok(p):
-                    skipped.append(p)
-            elif p.is_dir():
-                out += walk(p)
-            elif p.is_file():
-                out.append(p)
-            elif named:
-                raise IngestError(f"{p}: no such file or folder (a broken link?)")
-    seen, uniq = set(), []
-    for p in out:
-        if p.resolve() not in seen:
-            seen.add(p.resolve())
-            uniq.append(p)
-    return uniq
-
-
-def file_hash(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 22):
-            h.update(chunk)
-    return h.hexdigest()
-
-
 # ---------------------------------------------------------------- staging: raw_input(ln, line) -> rec
 # A stager defines two views and runs stage 1 (ingest_records.sql) over the first:
 #   raw_input(ln, line): the lines in source order, ln NULL where the position is the line number
 #                        (JSONL: read in parallel and parsed straight into rec, never held as text);
 #   raw_src(ln, line):   the same lines numbered, read again only for the raw text of conflicts.
 
-def _open_bytes(path: Path):
-    return gzip.open(path, "rb") if path.name.lower().endswith(".gz") else open(path, "rb")
+
 
 
 def _literal(text: str) -> str:
@@ -220,10 +127,10 @@ def _parse_text_lines(con, path: Path, max_chars: int) -> int:
             f"buffer_size = {max(1 << 25, 2 * max_line)}")
     con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM read_csv("
-                f"{_literal(_duck_path(path))}, {opts}, store_rejects = true, rejects_table = 'ingest_rejects', "
+                f"{_literal(duck_path(path))}, {opts}, store_rejects = true, rejects_table = 'ingest_rejects', "
                 "rejects_scan = 'ingest_scans')")
     con.execute(f"CREATE OR REPLACE TEMP VIEW raw_src AS SELECT row_number() OVER () AS ln, line "
-                f"FROM read_csv({_literal(_duck_path(path))}, {opts})")
+                f"FROM read_csv({_literal(duck_path(path))}, {opts})")
     _parse(con)
     return con.execute("SELECT count(*) FROM ingest_rejects").fetchone()[0]
 
@@ -260,7 +167,7 @@ def _lost_lines(con, path: Path) -> bool:
 def _clean_copy(path: Path, out: Path, max_chars: int) -> None:
     """Rewrite a JSONL file line for line, replacing lines DuckDB cannot read (invalid UTF-8,
     stray control bytes, over-long) by quarantine markers, so line numbers stay right."""
-    with _open_bytes(path) as src, open(out, "w", encoding="utf-8") as dst:
+    with open_bytes(path) as src, open(out, "w", encoding="utf-8") as dst:
         for b in src:
             b = b.rstrip(b"\r\n")
             marker = None
@@ -296,14 +203,14 @@ def stage_jsonl(con, path: Path, max_chars: int, tmp: Path) -> None:
 
 def stage_json(con, path: Path, max_chars: int, tmp: Path) -> None:
     """A .json file: a JSON array (row = element), else JSON lines."""
-    with _open_bytes(path) as f:
+    with open_bytes(path) as f:
         head = f.read(4096).lstrip()
     if head.startswith(b"["):
         try:
             con.execute(
                 "CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_number() OVER () AS ln, "
                 "json::VARCHAR AS line FROM read_json_objects(?, format = 'array', maximum_object_size = ?)",
-                [_duck_path(path), max(1 << 24, 4 * max_chars)],
+                [duck_path(path), max(1 << 24, 4 * max_chars)],
             )
         except Exception as e:  # the whole document is unreadable: one quarantine record
             con.execute("CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT 1::BIGINT AS ln, ?::VARCHAR AS line",
@@ -335,10 +242,10 @@ def stage_parquet(con, path: Path, max_chars: int, tmp: Path) -> None:
     """Parquet: row n -> one JSON record, with hive partition columns from the path for the
     fields the file does not hold itself."""
     reader = "read_parquet(?, hive_partitioning = {hive})"
-    extra, values = _hive_only(con, reader, [_duck_path(path)])
+    extra, values = _hive_only(con, reader, [duck_path(path)])
     con.execute("CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_number() OVER () AS ln, "
                 f"to_json(t)::VARCHAR AS line FROM (SELECT *{extra} FROM {reader.format(hive='false')}) t",
-                values + [_duck_path(path)])
+                values + [duck_path(path)])
     _lines_from_table(con)
 
 
@@ -349,7 +256,7 @@ def _csv_to_jsonl(path: Path, out: Path, max_chars: int) -> None:
     Empty fields are missing, as DuckDB reads them; hive folder values are not added here."""
     import csv
 
-    with _open_bytes(path) as raw, open(out, "w", encoding="utf-8") as dst:
+    with open_bytes(path) as raw, open(out, "w", encoding="utf-8") as dst:
         text = io.TextIOWrapper(raw, encoding="utf-8", errors="replace", newline="")
         reader = csv.reader(text, strict=False)
         header = next(reader, None) or []
@@ -379,12 +286,12 @@ def stage_csv(con, path: Path, max_chars: int, tmp: Path) -> None:
 def _stage_csv_duckdb(con, path: Path, max_chars: int) -> None:
     con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
     extra, values = _hive_only(con, "read_csv(?, header = true, all_varchar = true, hive_partitioning = {hive})",
-                               [_duck_path(path)])
+                               [duck_path(path)])
     con.execute("CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT row_number() OVER () AS ln, "
                 f"to_json(t)::VARCHAR AS line FROM (SELECT *{extra} FROM read_csv(?, header = true, all_varchar = true, "
                 "hive_partitioning = false, store_rejects = true, rejects_table = 'ingest_rejects', "
                 "rejects_scan = 'ingest_scans', max_line_size = ?)) t",
-                values + [_duck_path(path), max(1 << 21, 4 * max_chars + 16)])
+                values + [duck_path(path), max(1 << 21, 4 * max_chars + 16)])
     bad = con.execute("SELECT line, coalesce(csv_line, ''), error_message FROM ingest_rejects ORDER BY line").fetchall()
     if bad:
         con.executemany("INSERT INTO raw_lines VALUES (?, ?)", [
@@ -394,39 +301,6 @@ def _stage_csv_duckdb(con, path: Path, max_chars: int) -> None:
 
 
 STAGERS = {"jsonl": stage_jsonl, "json": stage_json, "parquet": stage_parquet, "csv": stage_csv}
-
-
-def format_of(path: Path) -> str:
-    name = path.name.lower().removesuffix(".gz")
-    for suffix, fmt in ((".jsonl", "jsonl"), (".ndjson", "jsonl"), (".json", "json"),
-                        (".parquet", "parquet"), (".csv", "csv")):
-        if name.endswith(suffix):
-            return fmt
-    raise IngestError(f"{path}: unknown format (expected one of {', '.join(SUFFIXES)} or --source NAME)")
-
-
-def sniff_openai(path: Path) -> bool:
-    """True when the first record looks like a chat-completion log (request messages + choices)."""
-    from signals.adapters import first_wins
-    from signals.sources import is_openai_record
-
-    try:
-        with _open_bytes(path) as f:
-            head = f.read(1 << 20).decode("utf-8", "replace").lstrip()
-    except (OSError, EOFError, zlib.error):
-        return False  # a corrupt file is reported by its stager
-    if head.startswith("["):
-        head = head[1:].lstrip()
-    dec = json.JSONDecoder(object_pairs_hook=first_wins)
-    try:
-        rec, _ = dec.raw_decode(head)
-    except ValueError:
-        first = head.split("\n", 1)[0]
-        try:
-            rec = json.loads(first, object_pairs_hook=first_wins)
-        except ValueError:
-            return False
-    return isinstance(rec, dict) and is_openai_record(rec)
 
 
 # ---------------------------------------------------------------- one file
@@ -537,13 +411,6 @@ def _conflict_lines(con) -> None:
                     "SELECT ln FROM fst WHERE status = 'conflict' AND idx = 0)")
 
 
-def format_of_or_none(path: Path) -> str | None:
-    try:
-        return format_of(path)
-    except IngestError:
-        return None
-
-
 # ---------------------------------------------------------------- many files
 
 def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None = None, *,
@@ -611,59 +478,3 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
             "skipped_files": sum(r["status"] == "skipped" for r in results),
             "corrupt_files": sum(r["status"] == "corrupt" for r in results),
             "symlinks_skipped": sum(r["status"] == "symlink" for r in results)}
-
-
-# ---------------------------------------------------------------- integrity
-
-def check_integrity(con, *, exact: bool = True) -> list[str]:
-    """Problems found in the store (an empty list when it is sound), for tests and audits:
-
-    - no NULL key or required field in interactions and feedback;
-    - every ts inside the accepted range [TS_MIN, TS_MAX);
-    - each feedback kind carries its payload (edit: edited_text, rate: a finite score,
-      choose: other_interaction_id);
-    - every feedback row either joins its interaction or is listed in pending_feedback;
-    - every stored or quarantined row names an ingest that exists, and per ingest the rows
-      stored and quarantined equal the counts its `ingests` row records (with exact=False,
-      at most those counts: `forget` and `retain` delete rows after ingest).
-    """
-    problems: list[str] = []
-
-    def count(q: str, params=()) -> int:
-        return con.execute(q, list(params)).fetchone()[0]
-
-    checks = [
-        ("interactions with a NULL key or required field",
-         "SELECT count(*) FROM interactions WHERE interaction_id IS NULL OR interaction_id = '' OR ts IS NULL "
-         "OR prompt IS NULL OR completion IS NULL"),
-        ("feedback with a NULL key or required field",
-         "SELECT count(*) FROM feedback WHERE event_id IS NULL OR event_id = '' OR interaction_id IS NULL "
-         "OR ts IS NULL OR kind IS NULL"),
-        (f"interactions with ts outside [{TS_MIN}, {TS_MAX})",
-         "SELECT count(*) FROM interactions WHERE NOT (ts >= ?::TIMESTAMPTZ AND ts < ?::TIMESTAMPTZ)", [TS_MIN, TS_MAX]),
-        (f"feedback with ts outside [{TS_MIN}, {TS_MAX})",
-         "SELECT count(*) FROM feedback WHERE NOT (ts >= ?::TIMESTAMPTZ AND ts < ?::TIMESTAMPTZ)", [TS_MIN, TS_MAX]),
-        ("feedback without the payload of its kind",
-         "SELECT count(*) FROM feedback WHERE (kind = 'edit' AND edited_text IS NULL) "
-         "OR (kind = 'rate' AND (score IS NULL OR isnan(score) OR isinf(score))) "
-         "OR (kind = 'choose' AND other_interaction_id IS NULL)"),
-        ("feedback neither joined to its interaction nor pending",
-         "SELECT (SELECT count(*) FROM feedback) - (SELECT count(*) FROM feedback f SEMI JOIN interactions i "
-         "USING (interaction_id)) - (SELECT count(*) FROM pending_feedback)"),
-        ("rows naming an ingest that does not exist",
-         "SELECT count(*) FROM (SELECT ingest_id FROM interactions UNION ALL SELECT ingest_id FROM feedback "
-         "UNION ALL SELECT ingest_id FROM quarantine) r WHERE ingest_id IS NOT NULL "
-         "AND ingest_id NOT IN (SELECT ingest_id FROM ingests)"),
-    ]
-    for what, q, *params in checks:
-        n = count(q, *params)
-        if n:
-            problems.append(f"{n} {what}")
-    op = "<>" if exact else ">"
-    for table, col in (("interactions", "interactions"), ("feedback", "feedback"), ("quarantine", "quarantined")):
-        bad = con.execute(
-            f"SELECT g.ingest_id, coalesce(t.n, 0), g.{col} FROM ingests g LEFT JOIN "
-            f"(SELECT ingest_id, count(*) AS n FROM {table} GROUP BY ingest_id) t USING (ingest_id) "
-            f"WHERE coalesce(t.n, 0) {op} coalesce(g.{col}, 0) ORDER BY 1 LIMIT 5").fetchall()
-        problems += [f"ingest {i}: {n} rows in {table}, its ingests row records {want}" for i, n, want in bad]
-    return problems

@@ -10,7 +10,8 @@ import os
 import duckdb
 import pytest
 
-from signals.ingest import check_integrity, ingest_paths
+from signals.ingest import ingest_paths
+from signals.integrity import check_integrity
 from signals.sources import hh_prompt, hh_turns
 from tests.signals.conftest import interaction, write_jsonl
 

@@ -19,7 +19,8 @@ import duckdb
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from signals.ingest import check_integrity, ingest_paths
+from signals.ingest import ingest_paths
+from signals.integrity import check_integrity
 
 IDS = st.one_of(st.sampled_from(["a", "b", "c", "a/fb1", "", " ", 1, 2**70, -1, 1.5, True, None]),
                 st.text(max_size=4))
