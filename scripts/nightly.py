@@ -99,6 +99,17 @@ def new_interactions(cfg, version: str, since: str | None) -> int:
             [version, since]).fetchone()[0]
 
 
+def _leave_tainted(cfg) -> list[str]:
+    """`production` off runs trained on revoked snapshots, however they were revoked."""
+    from eval.erasure import leave_tainted
+    from signals.store import store
+
+    with store(str(cfg.store)) as con:
+        if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'aliases'").fetchone()[0]:
+            return []
+        return leave_tainted(con, pointer_dir=str(cfg.eval.registry.pointer_dir))
+
+
 def plan(cfg, version: str) -> tuple[str, Path | None, str]:
     """What to do with this snapshot: ('done'|'eval'|'train'|'skip', run dir, why)."""
     runs = runs_of(cfg)
@@ -110,6 +121,10 @@ def plan(cfg, version: str) -> tuple[str, Path | None, str]:
         if manifest is None and _frozen_snapshot(run_dir) == version:
             return "train", run_dir, f"resuming unfinished run {run_dir.name}"
     trained = next((m.get("snapshot_version") for _, m in runs if m), None)
+    from signals.snapshot import is_revoked
+
+    if trained is not None and is_revoked(str(cfg.store), trained):
+        return "train", None, f"the last trained snapshot {trained} was revoked (signals forget): retraining"
     new = new_interactions(cfg, version, trained)
     if trained is not None and new < int(cfg.nightly.min_new_interactions):
         return "skip", None, (f"{new} new interactions since the last trained snapshot {trained} "
@@ -147,8 +162,9 @@ def _pipeline(cfg) -> int:
     try:
         chain.run(ctx, ["ingest", "build"])
         t = time.monotonic()
+        moved = _leave_tainted(cfg)
         action, run_dir, why = plan(cfg, ctx.snapshot.version)
-        chain.log("plan", action, t, reason=why, run=run_dir.name if run_dir else None)
+        chain.log("plan", action, t, reason=why, run=run_dir.name if run_dir else None, rolled_back=moved)
         code = EXIT_OK
         if action in ("train", "eval"):
             with open_dict(cfg):

@@ -194,7 +194,7 @@ def forget(args) -> int:
         print("python -m signals forget: no user given (USER... or --users-file FILE)", file=sys.stderr)
         return 2
     if args.verify:
-        found = erasure.verify(args.store or default_db(), users, wait=args.wait)
+        found = erasure.verify(args.store or default_db(), users, wait=args.wait) + _verify_eval(args)
         if args.json:
             _print_json({"users": len(set(users)), "remains": found})
         elif found:
@@ -209,6 +209,8 @@ def forget(args) -> int:
     except KeyMissing as e:
         print(f"python -m signals forget: {e}", file=sys.stderr)
         return 2
+    r["eval"] = _forget_in_eval(args)
+    erasure.amend_receipt(r["receipt"], "eval", r["eval"])
     if args.json:
         _print_json(r)
     else:
@@ -225,6 +227,11 @@ def forget(args) -> int:
         st = r["store"]
         if st["rewritten"]:
             print(f"store rewritten: {st['bytes_before']} -> {st['bytes_after']} bytes in {st['seconds']}s")
+        ev = r["eval"]
+        print(f"per-example eval results: {ev['examples']['rows']} row(s) removed from {ev['examples']['files']} file(s)"
+              " (rebuild the dashboard: python -m eval dashboard)")
+        for run in ev["rolled_back"]:
+            print(f"production rolled back off {run} (trained on a revoked snapshot); the scheduled job retrains")
         print(f"receipt: {r['receipt']}")
     return 0
 
@@ -240,6 +247,32 @@ def _forget_args(p):
     p.add_argument("--new-key", action="store_true",
                    help="the store's key is lost for good: start a new one (old tombstones then match nothing; "
                         "forget your erasure register's users again)")
+    p.add_argument("--pointer-dir", default="runs",
+                   help="where the alias pointer files live (default runs, as for eval promote)")
+
+
+def _forget_in_eval(args) -> dict:
+    """Eval's copies (this entry point sits above every layer): per-example results, and
+    `production` moved off runs trained on revoked snapshots (eval/erasure.py)."""
+    from eval.erasure import leave_tainted, purge_examples
+    from signals.store import default_db, store
+
+    with store(args.store or default_db(), wait=args.wait) as con:
+        if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'decisions'").fetchone()[0]:
+            return {"examples": {"files": 0, "rows": 0}, "rolled_back": []}
+        purged = purge_examples(con)
+        moved = leave_tainted(con, pointer_dir=args.pointer_dir)
+    return {"examples": {k: purged[k] for k in ("files", "rows")}, "rolled_back": moved}
+
+
+def _verify_eval(args) -> list[str]:
+    from eval.erasure import purge_examples
+    from signals.store import default_db, store
+
+    with store(args.store or default_db(), wait=args.wait) as con:
+        if not con.execute("SELECT count(*) FROM information_schema.tables WHERE table_name = 'decisions'").fetchone()[0]:
+            return []
+        return purge_examples(con, dry_run=True)["found"]
 
 
 def _users_args(p):

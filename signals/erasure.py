@@ -147,6 +147,16 @@ def write_receipt(path: Path, report: dict) -> Path:
     raise RuntimeError(f"could not name a receipt in {folder}")
 
 
+def amend_receipt(receipt: str | os.PathLike, section: str, data: dict) -> None:
+    """Add what a layer above erased (e.g. eval's per-example files) to a written receipt."""
+    path = Path(receipt)
+    body = json.loads(path.read_text())
+    body[section] = data
+    tmp = path.with_suffix(".json.tmp")
+    tmp.write_text(json.dumps(body, indent=2, default=str) + "\n")
+    tmp.replace(path)
+
+
 # ----------------------------------------------------------------------------- verify
 
 
