@@ -115,8 +115,9 @@ def build(ctx: Context) -> dict:
         from signals.store import StoreMissing
 
         if not Path(str(cfg.store)).is_file():
-            raise StoreMissing(f"signal store {cfg.store} does not exist: ingest logs first "
-                               f"(python -m signals ingest PATH --store {cfg.store}), or set seed_store")
+            hint = ("add the ingest stage, which seeds it from seed_store (stages=[ingest,build,...])"
+                    if cfg.get("seed_store") else f"ingest logs first (python -m signals ingest PATH --store {cfg.store})")
+            raise StoreMissing(f"signal store {cfg.store} does not exist: {hint}")
         recipe = OmegaConf.to_container(cfg.data, resolve=True)
         built = build_snapshot(recipe, str(cfg.store), str(cfg.snapshot_root), progress=False)
         ctx.snapshot = snapshot.open(built.path, store=str(cfg.store))
