@@ -145,7 +145,7 @@ QUALIFY row_number() OVER (PARTITION BY p.pk, p.chosen, p.rejected
 """
 
 
-def generate(db: Path, events: int) -> dict:
+def generate(db: Path, events: int, interactions_per_user: int = 60) -> dict:
     """A synthetic store with `events` feedback events (1.5 per interaction)."""
     from signals.store import open_store
 
@@ -155,7 +155,7 @@ def generate(db: Path, events: int) -> dict:
     con = open_store(db)
     con.execute("SET memory_limit = '4GB'")
     sql = (GENERATE.replace("$words", "[" + ", ".join(f"'{w}'" for w in WORDS) + "]")
-           .replace("$nwords", str(len(WORDS))).replace("$users", str(max(interactions // 60, 10)))
+           .replace("$nwords", str(len(WORDS))).replace("$users", str(max(interactions // interactions_per_user, 10)))
            .replace("$prompts", str(max(interactions // 3, 10))).replace("$interactions", str(interactions))
            .replace("$second", str(second)))
     t = time.perf_counter()

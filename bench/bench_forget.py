@@ -27,25 +27,15 @@ sys.path.insert(0, str(ROOT / "bench"))
 
 
 def generate(db: Path, events: int) -> dict:
-    from bench_build import GENERATE, WORDS
+    """bench_build's store, one user per 18 interactions; plus the number of users."""
+    import duckdb
+    from bench_build import generate as generate_store
 
-    from signals.store import open_store
-
-    interactions = round(events / 1.4)
-    second = min(interactions, round((events - interactions) / 0.4))
-    con = open_store(db)
-    con.execute("SET memory_limit = '4GB'")
-    sql = (GENERATE.replace("$words", "[" + ", ".join(f"'{w}'" for w in WORDS) + "]")
-           .replace("$nwords", str(len(WORDS))).replace("$users", str(max(interactions // 18, 10)))
-           .replace("$prompts", str(max(interactions // 3, 10))).replace("$interactions", str(interactions))
-           .replace("$second", str(second)))
-    t = time.perf_counter()
-    con.execute(sql)
-    n_i, n_u = con.execute("SELECT count(*), count(DISTINCT user_id) FROM interactions").fetchone()
-    n_f = con.execute("SELECT count(*) FROM feedback").fetchone()[0]
-    con.execute("CHECKPOINT")
+    g = generate_store(db, events, interactions_per_user=18)
+    con = duckdb.connect(str(db), read_only=True)
+    g["users"] = con.execute("SELECT count(DISTINCT user_id) FROM interactions").fetchone()[0]
     con.close()
-    return {"interactions": n_i, "users": n_u, "feedback": n_f, "seconds": time.perf_counter() - t}
+    return g
 
 
 def mib(path: Path) -> float:
