@@ -38,7 +38,7 @@ lock:
 	.lock-venv/bin/pip install -q --upgrade pip
 	.lock-venv/bin/pip install -q "$(TORCH)" $(TORCH_INDEX)
 	.lock-venv/bin/pip install -q -e ".[dev]"
-	.lock-venv/bin/pip freeze --exclude-editable | grep -viE '^(torch|nvidia-|triton)' > constraints.txt
+	.lock-venv/bin/pip freeze --exclude-editable | grep -viE '^(torch==|torch @|nvidia-|triton)' > constraints.txt
 	rm -rf .lock-venv
 
 clean-venv:

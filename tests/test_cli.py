@@ -12,7 +12,7 @@ import shlex
 
 import pytest
 
-PACKAGES = ["signals", "train", "eval", "scripts"]
+PACKAGES = ["signals", "train", "eval", "serve", "scripts"]
 
 
 def verbs():

@@ -11,7 +11,7 @@ import ast
 
 from tests.conftest import ROOT
 
-LAYERS = ["signals", "train", "eval", "scripts"]      # lowest first
+LAYERS = ["signals", "train", "eval", "serve", "scripts"]      # lowest first
 
 
 def imports(path) -> list[tuple[int, str]]:
