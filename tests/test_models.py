@@ -59,8 +59,9 @@ def test_tiny_cli(tmp_path):
     assert (out / "config.json").exists() and (out / "tokenizer.json").exists()
 
 
-def test_load_helpers_add_distinct_pad_and_template(tmp_path, tiny_model_dir):
-    """A tokenizer without pad (or pad == eos) and without template gets fixed or a clear error."""
+def test_load_helpers_fix_pad_and_template_without_growing_the_vocabulary(tmp_path, tiny_model_dir):
+    """A tokenizer with pad == eos and without template gets fixed or a clear error; the pad is a
+    token it already has (here <|pad|>), so the embeddings keep their size (tests/train/test_padding.py)."""
     from transformers import AutoTokenizer
 
     from train.models import CHATML_TEMPLATE, load_causal_lm, load_tokenizer
@@ -74,8 +75,9 @@ def test_load_helpers_add_distinct_pad_and_template(tmp_path, tiny_model_dir):
         load_tokenizer(str(tmp_path / "bare"))
     fixed = load_tokenizer(str(tmp_path / "bare"), chat_template=CHATML_TEMPLATE)
     assert fixed.pad_token_id != fixed.eos_token_id
+    assert len(fixed) == len(tok)
     model = load_causal_lm(str(tiny_model_dir), tokenizer=fixed)
-    assert model.get_input_embeddings().weight.shape[0] >= len(fixed)
+    assert model.get_input_embeddings().weight.shape[0] == len(fixed) == len(tok)
     assert model.config.pad_token_id == fixed.pad_token_id
 
 

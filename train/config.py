@@ -101,6 +101,8 @@ def validate(cfg: DictConfig) -> None:
     if local and not Path(path).exists() and not model.get("kit"):
         problems.append(f"model.name_or_path: {path} does not exist (and model.kit is not set "
                         "to build it)")
+    if not isinstance(model.get("add_pad_token", False), bool):
+        problems.append(f"model.add_pad_token: {model.add_pad_token!r} is not true or false")
 
     launcher = cfg.launcher
     tool = launcher.get("tool", "local")

@@ -52,13 +52,43 @@ KNOWN_MODELS = {
 # ----------------------------------------------------------------------------- loading
 
 
-def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False,
-                   chat_template: str | None = None, revision: str | None = None):
-    """Load a tokenizer (local folder or hub id) that is safe to train with.
+# Existing tokens that may pad, best first. Padding reuses one of these (or eos) instead of
+# adding a token: a grown vocabulary makes PEFT save both full embedding matrices in every
+# LoRA adapter, and vLLM's LoRA loader refuses such an adapter.
+PAD_CANDIDATES = ("<|finetune_right_pad_id|>", "<|pad|>", "<pad>", "[PAD]", "<|endoftext|>")
 
-    Adds a pad token distinct from eos when the tokenizer has none (or pads with
-    eos, which masks the final eos out of the labels: the "model never stops" bug),
-    and installs `chat_template` when the tokenizer ships without one.
+
+def choose_pad_token(tok) -> str:
+    """The token to pad with when the tokenizer has none distinct from eos, from its own vocabulary.
+
+    The first of PAD_CANDIDATES that is already in the vocabulary and is neither eos nor
+    bos (SmolLM2: `<|endoftext|>`, Llama 3: `<|finetune_right_pad_id|>`), else eos itself.
+    A distinct token is preferred because a few consumers still find padding by token id:
+    `*ForSequenceClassification` (the reward model) reads the score at the last token that
+    is not `pad_token_id`, so with pad == eos it would skip a trailing eos. TRL 1.16's
+    collators mask labels by position (attention/completion mask), so eos works for
+    SFT, DPO, KTO and ORPO: the final eos label stays trained.
+    """
+    vocab = tok.get_vocab()
+    taken = {tok.eos_token, tok.bos_token}
+    for cand in PAD_CANDIDATES:
+        if cand in vocab and cand not in taken:
+            return cand
+    return tok.eos_token
+
+
+def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False,
+                   chat_template: str | None = None, revision: str | None = None,
+                   add_pad_token: bool = False):
+    """Load a tokenizer (local folder or hub id) that is safe to train with; never grows the vocabulary.
+
+    When the tokenizer has no pad token, or pads with eos, the pad becomes an existing
+    token (`choose_pad_token`: an unused special token such as `<|endoftext|>` when
+    present, else eos), so base and adapter keep the same vocabulary and a LoRA adapter
+    holds only LoRA weights. `add_pad_token=True` (`model.add_pad_token`) restores the
+    old behaviour: add `<|pad|>`, which resizes the embeddings (printed) and makes PEFT
+    save the full embedding matrices in the adapter. Installs `chat_template` when the
+    tokenizer ships without one.
     """
     from transformers import AutoTokenizer
 
@@ -70,7 +100,20 @@ def load_tokenizer(name_or_path: str, *, trust_remote_code: bool = False,
         raise ValueError(f"tokenizer {name_or_path!r} has no chat template; set "
                          "model.chat_template in the config")
     if tok.pad_token is None or tok.pad_token_id == tok.eos_token_id:
-        tok.add_special_tokens({"pad_token": "<|pad|>"})
+        before = len(tok)
+        if add_pad_token:
+            tok.add_special_tokens({"pad_token": "<|pad|>"})
+            if len(tok) > before:
+                print(f"train: model.add_pad_token=true: added <|pad|> to {name_or_path}, "
+                      f"vocabulary {before} -> {len(tok)} (embeddings resize; adapters carry "
+                      "full embedding matrices)", flush=True)
+        else:
+            pad = choose_pad_token(tok)
+            if pad is None:
+                raise ValueError(f"tokenizer {name_or_path!r} has neither a pad nor an eos token; "
+                                 "set model.add_pad_token=true to add <|pad|>")
+            tok.pad_token = pad
+            assert len(tok) == before, "choosing a pad token must not grow the vocabulary"
     tok.padding_side = "left" if tok.padding_side == "left" else "right"
     return tok
 
@@ -98,8 +141,15 @@ def load_causal_lm(name_or_path: str, *, dtype: str = "float32", attn_implementa
 
 
 def resize_for(model, tokenizer) -> None:
-    """Make embeddings cover the tokenizer and keep pad/eos ids in the model configs."""
-    if len(tokenizer) > model.get_input_embeddings().weight.shape[0]:
+    """Make embeddings cover the tokenizer and keep pad/eos ids in the model configs.
+
+    Resizes only when the tokenizer has more tokens than the embedding has rows (a
+    padded embedding, e.g. Qwen2.5's, already covers it) and says so.
+    """
+    rows = model.get_input_embeddings().weight.shape[0]
+    if len(tokenizer) > rows:
+        print(f"train: resizing token embeddings {rows} -> {len(tokenizer)} to cover the "
+              "tokenizer (a LoRA adapter will carry the full embedding matrices)", flush=True)
         model.resize_token_embeddings(len(tokenizer))
     model.config.pad_token_id = tokenizer.pad_token_id
     if getattr(model, "generation_config", None) is not None:
@@ -266,7 +316,8 @@ def load_for_inference(name_or_path: str, model_cfg=None, *, chat_template: str 
     """(model in eval mode, tokenizer) from a folder or hub id, with one chat template for both."""
     mc = dict(model_cfg or {})
     tok = load_tokenizer(str(name_or_path), trust_remote_code=bool(mc.get("trust_remote_code", False)),
-                         chat_template=chat_template or mc.get("chat_template"))
+                         chat_template=chat_template or mc.get("chat_template"),
+                         add_pad_token=bool(mc.get("add_pad_token", False)))
     if chat_template:
         tok.chat_template = chat_template        # one template for both models
     model = load_causal_lm(str(name_or_path), dtype=mc.get("dtype", "float32"),
@@ -282,7 +333,8 @@ def load_run_for_inference(run, model_cfg=None):
     from peft import PeftModel
 
     mc = dict(model_cfg or {})
-    tok = load_tokenizer(str(run.adapter_path), chat_template=mc.get("chat_template"))
+    tok = load_tokenizer(str(run.adapter_path), chat_template=mc.get("chat_template"),
+                         add_pad_token=bool(mc.get("add_pad_token", False)))
     base = load_causal_lm(run.base_model, dtype=mc.get("dtype", "float32"),
                           attn_implementation=mc.get("attn_implementation"), tokenizer=tok)
     model = PeftModel.from_pretrained(base, str(run.adapter_path)).merge_and_unload()
