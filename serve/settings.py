@@ -33,8 +33,8 @@ class Capture:
 @dataclass
 class Limits:
     max_body_bytes: int = 1_048_576  # 413 above this
-    requests_per_minute: float = 600.0   # per API key (token bucket); 429 above it
-    burst: int = 60
+    requests_per_minute: float = 6000.0  # per API key, i.e. per app (token bucket); 429 above; 0 = off
+    burst: int = 500
     upstream_timeout_s: float = 300.0
 
 

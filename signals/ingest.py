@@ -464,6 +464,10 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
                 results.append(ingest_file(con, path, source=mapping["name"] if mapping else None,
                                            max_chars=max_chars, mapping=mapping, digest=digest))
         pending = con.execute("SELECT count(*) FROM pending_feedback").fetchone()[0]
+        if db != ":memory:":
+            from signals import suppress
+
+            suppress.refresh(con, db)       # a gateway learns opt-outs made before it started
     finally:
         con.close()
     total = Counter()

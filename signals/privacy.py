@@ -34,7 +34,17 @@ def optout(con, users: list[str]) -> dict:
         for u in users:
             con.execute("INSERT INTO optouts VALUES (?, now()) ON CONFLICT DO NOTHING", [u])
         after = con.execute("SELECT count(*) FROM optouts").fetchone()[0]
+    _publish(con)
     return {"users": len(users), "added": after - before, "opted_out_total": after}
+
+
+def _publish(con) -> None:
+    """Refresh `<store>.suppress`, the list a live gateway reads to stop logging these users."""
+    from signals import keys, suppress
+
+    path = keys.store_path(con)
+    if path is not None:
+        suppress.refresh(con, path)
 
 
 # A user id in a quarantined raw line, parsed or not: the value of every "user_id" (or
@@ -97,6 +107,7 @@ def forget(con, users: list[str], reason: str = "forget", *, new_key: bool = Fal
         con.execute("INSERT INTO forgotten_interactions SELECT DISTINCT keyed_hash(interaction_id), now() "
                     "FROM forget_ids ON CONFLICT DO NOTHING")
         con.execute("DROP TABLE forget_users; DROP TABLE forget_ids; DROP TABLE forget_touched; DROP TABLE forget_fb")
+    _publish(con)
     if report["snapshots"]:
         snapshot.revoke(con, report["snapshots"], f"{reason}: {len(users)} user(s) forgotten",
                         touched=report["snapshot_files"])
