@@ -29,7 +29,7 @@ class RecordChecker:
         self._lock = threading.Lock()
         self._con = open_store(":memory:")
         _setup(self._con)
-        keys.install(self._con, ":memory:")
+        keys.install(self._con)          # in memory: a key for this connection only, no file
         self._con.execute("SET VARIABLE ingest_forgets = false")
         self._dir = tempfile.TemporaryDirectory(prefix="signals-check-")
         self._n = 0
