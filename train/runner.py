@@ -135,7 +135,8 @@ def build_trainer(cfg: DictConfig, node: DictConfig, stage_dir: Path, snapshot: 
     os.environ["TENSORBOARD_LOGGING_DIR"] = str(Path(cfg.run_dir) / "tensorboard" / stage_dir.name)
     m = cfg.model
     tok = load_tokenizer(str(m.name_or_path), trust_remote_code=bool(m.get("trust_remote_code")),
-                         chat_template=m.get("chat_template"), revision=m.get("revision"))
+                         chat_template=m.get("chat_template"), revision=m.get("revision"),
+                         add_pad_token=bool(m.get("add_pad_token", False)))
     model, peft_config = load_model(cfg, node, tok, previous)
     return load_object(spec.trainer)(model=model, args=args, train_dataset=train_ds,
                                      eval_dataset=eval_ds, processing_class=tok,
