@@ -74,7 +74,7 @@ class Engine:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             log = open(self.log_path, "ab")
             self.proc = subprocess.Popen(self.command, stdout=log, stderr=subprocess.STDOUT, env=self.env,
-                                         start_new_session=True)
+                                         start_new_session=True, preexec_fn=_die_with_parent)
             log.close()
         self.wait_healthy()
 
@@ -138,6 +138,15 @@ class Engine:
             raise ServeError(f"the engine could not load run {target.run_id} ({name}): "
                              f"HTTP {r.status_code} {r.text[:300]}")
         self._loaded.add(name)
+
+
+def _die_with_parent() -> None:
+    """Linux: the engine gets SIGTERM when the process that started it dies, even by SIGKILL,
+    so a killed gateway (or test run) leaves no engine holding the port and the memory."""
+    if sys.platform.startswith("linux"):
+        import ctypes
+
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)    # PR_SET_PDEATHSIG
 
 
 def _cuda() -> bool:
