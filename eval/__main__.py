@@ -78,13 +78,26 @@ def run(args) -> int:
 
 
 def format_result(result: dict) -> str:
+    from eval.latency import LATENCY_METRICS as LATENCY
+
     lines = [f"run {result['run_id']} vs baseline {result['baseline']} "
              f"(snapshot {result['snapshot_version']}, eval {result['eval_id']})",
              f"{'metric':26} {'baseline':>10} {'candidate':>10} {'diff':>9} {'CI low':>9} {'CI high':>9} "
              f"{'n':>6} {'MDE':>8}"]
+    latency = {k: m for k, m in result["metrics"].items() if k in LATENCY}
     for name, m in result["metrics"].items():
+        if name in latency:
+            continue
         lines.append(f"{name:26} {m['baseline']:10.4f} {m['candidate']:10.4f} {m['diff']:+9.4f} "
                      f"{m['ci_low']:+9.4f} {m['ci_high']:+9.4f} {m['n']:6d} {m['mde']:8.4f}")
+    if latency:
+        first = next(iter(latency.values()))["details"]
+        lines.append(f"latency on {first.get('prompts')} prompts, one at a time (baseline: {first.get('baseline_source')}; "
+                     f"candidate: {first.get('candidate_source')})")
+        for name, m in latency.items():
+            ratio = m["details"].get("ratio")
+            lines.append(f"  {name:24} {m['baseline']:10.1f} {m['candidate']:10.1f}"
+                         + (f"  {ratio:.2f}x" if ratio is not None else ""))
     lines.append(f"decision: {result['decision'].upper()}" + ("  (production moved)" if result.get("promoted") else ""))
     lines += [f"  - {r}" for r in result["reasons"]]
     lines += [f"  note: {n}" for n in result.get("notes", [])]
@@ -114,11 +127,14 @@ def registry(args) -> int:
         target = next((r["run_id"] for r in runs if alias in r["aliases"]), None)
         moves = sum(h["alias"] == alias for h in history)
         print(f"{alias} -> {target or '(none)'}  ({moves} moves; --json for the history)")
-    print(f"{'run_id':32} {'exp':20} {'method':7} {'decision':13} {'aliases':12} tainted")
+    print(f"{'run_id':32} {'exp':20} {'method':7} {'decision':13} {'aliases':12} {'TTFT p95 ms (base>cand)':24} "
+          "tainted")
     for r in runs:
         taint = f"TAINTED ({r['taint_reason']})" if r["tainted"] else ""
+        t = r["latency"].get("latency_ttft_p95_ms")
+        ttft = f"{t['baseline']:.1f} > {t['candidate']:.1f}" if t and None not in t.values() else "-"
         print(f"{r['run_id']:32} {str(r['exp_name']):20} {str(r['method']):7} {str(r['decision']):13} "
-              f"{','.join(r['aliases']):12} {taint}")
+              f"{','.join(r['aliases']):12} {ttft:24} {taint}")
     return 0
 
 

@@ -10,6 +10,11 @@ Per gated metric (all metrics are higher-is-better):
     primary  ci_low > margin -> pass;   ci_high < margin -> fail (confidently short);   else unsure
     guard    ci_low >= -max  -> pass;   ci_high < -max   -> fail (confidently regressed); else unsure
 Any fail -> reject; else any unsure, missing metric, NaN or small n -> inconclusive; else promote.
+
+Latency (`gate.latency`, every limit null by default): candidate / baseline of one
+measurement each, no interval and no min_eval_size (the sample is eval.latency.prompts):
+    latency: {max_ttft_p95_ratio: 1.1}   # candidate p95 time to first token <= 1.1 x baseline's
+    ratio within the limit -> pass;   beyond it -> fail;   not measured -> unsure
 """
 
 from __future__ import annotations
@@ -34,6 +39,40 @@ def _usable(m, name: str, min_n: int, reasons: list[str]) -> bool:
     return True
 
 
+# gate.latency key: (metric, "max" = candidate/baseline at most the limit, "min" = at least)
+LATENCY_LIMITS = {"max_ttft_p95_ratio": ("latency_ttft_p95_ms", "max"),
+                  "max_p95_ratio": ("latency_p95_ms", "max"),
+                  "min_tokens_per_s_ratio": ("tokens_per_s", "min"),
+                  "max_peak_memory_ratio": ("peak_memory_mb", "max")}
+
+
+def latency_limits(gate) -> dict[str, float]:
+    """{gate.latency key: limit} for every limit that is set."""
+    node = dict((gate or {}).get("latency") or {})
+    unknown = sorted(set(node) - set(LATENCY_LIMITS))
+    if unknown:
+        raise ValueError(f"gate.latency: unknown {unknown}; known: {', '.join(LATENCY_LIMITS)}")
+    return {k: float(v) for k, v in node.items() if v is not None}
+
+
+def _latency(metrics: dict, limits: dict[str, float], checks: dict, reasons: list[str]) -> None:
+    for key, limit in limits.items():
+        name, side = LATENCY_LIMITS[key]
+        m, check = metrics.get(name), f"latency.{key}"
+        base, cand = (m.baseline, m.candidate) if m is not None else (math.nan, math.nan)
+        if not (math.isfinite(base) and math.isfinite(cand) and base > 0):
+            checks[check] = "unsure"
+            reasons.append(f"latency {key}: {name} was not measured for both models "
+                           "(eval.latency.prompts, and the winrate group for its prompts)")
+            continue
+        ratio = cand / base
+        ok = ratio <= limit if side == "max" else ratio >= limit
+        checks[check] = "pass" if ok else "fail"
+        bound = "at most" if side == "max" else "at least"
+        reasons.append(f"latency {key}: {name} candidate {cand:.4g} / baseline {base:.4g} = {ratio:.3f}x, "
+                       f"{'within' if ok else 'not'} {bound} {limit:g}x")
+
+
 def decide(metrics: dict, gate, error: str | None = None) -> dict:
     """{"decision": promote|reject|inconclusive, "reasons": [...], "checks": {metric: verdict}}."""
     gate = dict(gate or {})
@@ -47,6 +86,7 @@ def decide(metrics: dict, gate, error: str | None = None) -> dict:
     if not primary:
         return {"decision": "inconclusive", "reasons": ["gate.primary is not set"], "checks": {}}
 
+    limits = latency_limits(gate)
     reasons: list[str] = []
     checks: dict[str, str] = {}
     m = metrics.get(primary)
@@ -81,6 +121,7 @@ def decide(metrics: dict, gate, error: str | None = None) -> dict:
             checks[name] = "unsure"
             reasons.append(f"guard {name}: cannot rule out a regression beyond {allowed:.4f} ({ci})")
 
+    _latency(metrics, limits, checks, reasons)
     verdicts = set(checks.values())
     decision = "reject" if "fail" in verdicts else "inconclusive" if "unsure" in verdicts else "promote"
     return {"decision": decision, "reasons": reasons, "checks": checks}

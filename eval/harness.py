@@ -7,8 +7,9 @@
 Order: read the run and its snapshot's eval splits; for the baseline, then the
 candidate (one model in memory at a time, same tokenizer template, batch size and
 decoding): score preference pairs, SFT completions and KTO completions, generate
-answers; judge the answers pairwise; compute paired metrics with bootstrap
-intervals; apply the gate; write per-example Parquet under
+answers (in process, or through `eval.engine.url`) and time the first
+`eval.latency.prompts` of them (eval/latency.py); judge the answers pairwise; compute
+paired metrics with bootstrap intervals; apply the gate; write per-example Parquet under
 `{run_dir}/eval/{eval_id}/`; record runs, eval_results and decisions in the store's
 registry, the one record of every decision. Moving `production` is the next stage
 (`eval.registry.promote_if_allowed`), run by the stage chain and `python -m eval run`.
@@ -87,7 +88,8 @@ def evaluate(cfg, run_dir: str | Path) -> dict:
 
         msg = str(e) if isinstance(e, EvalError) else f"{type(e).__name__}: {e}"
         # recorded and shown on the dashboard: never with a key an endpoint echoed
-        msg = scrub(msg, known=from_env((ecfg.get("judge") or {}).get("api_key_env")))
+        msg = scrub(msg, known=from_env((ecfg.get("judge") or {}).get("api_key_env"),
+                                        (ecfg.get("engine") or {}).get("api_key_env")))
         decision = decide({}, gcfg, error=msg)
         if record:
             from eval.registry import record_evaluation
@@ -169,8 +171,9 @@ def _load_splits(snapshot, ecfg, gcfg) -> tuple[dict, list[str]]:
     return splits, notes
 
 
-def _score_side(model, tok, splits, ecfg, side: str, bar) -> dict:
-    """Per-example scores and answers for one model (the same settings for both sides)."""
+def _score_side(model, tok, splits, ecfg, side: str, bar, engine=None, engine_model: str | None = None) -> dict:
+    """Per-example scores, answers and latency for one model (the same settings for both
+    sides); with an engine, the answers and their timing come from it."""
     from eval.scoring import encode, generate, score_encoded
 
     bs, ml = int(ecfg.get("batch_size", 16)), ecfg.get("max_length")
@@ -198,19 +201,35 @@ def _score_side(model, tok, splits, ecfg, side: str, bar) -> dict:
             if key.startswith("lp"):
                 check_finite(arr, f"{side} model, {split} eval split ({key})", ids)
     if "gen" in splits:
-        bar.set_postfix_str(f"{side}: generate")
         g = dict(ecfg.get("generation") or {})
-        out["gen"] = generate(model, tok, [r["prompt"] for r in splits["gen"]],
-                              max_new_tokens=g.get("max_new_tokens", 64), do_sample=g.get("do_sample", False),
-                              temperature=g.get("temperature", 1.0), top_p=g.get("top_p", 1.0),
-                              seed=g.get("seed", 0), batch_size=int(g.get("batch_size", bs)),
-                              max_length=ml)
+        prompts = [r["prompt"] for r in splits["gen"]]
+        lat = ecfg.get("latency") or {}
+        n_lat = min(int(lat.get("prompts", 0) or 0), len(prompts))
+        if engine is not None:
+            bar.set_postfix_str(f"{side}: generate ({engine.url})")
+            out["gen"], timing = engine.answers(engine_model, prompts, g, latency_prompts=n_lat)
+            if timing:
+                out["latency"] = timing
+        else:
+            bar.set_postfix_str(f"{side}: generate")
+            out["gen"] = generate(model, tok, prompts,
+                                  max_new_tokens=g.get("max_new_tokens", 64), do_sample=g.get("do_sample", False),
+                                  temperature=g.get("temperature", 1.0), top_p=g.get("top_p", 1.0),
+                                  seed=g.get("seed", 0), batch_size=int(g.get("batch_size", bs)),
+                                  max_length=ml)
+            if n_lat:
+                from eval.latency import measure_generate
+
+                bar.set_postfix_str(f"{side}: latency")
+                out["latency"] = measure_generate(model, tok, prompts[:n_lat], g, max_length=ml,
+                                                  memory_sample_s=lat.get("memory_sample_s", 0.005))
         bar.update()
     return out
 
 
 def _resolve_baseline(cfg, ecfg, run: Run, store):
-    """(label, loader): eval.baseline, 'production' (the current alias), or the run's base model."""
+    """(label, loader, path): eval.baseline, 'production' (the current alias), or the run's
+    base model; path is what an engine is asked for (production's served folder)."""
     spec = ecfg.get("baseline")
     if spec == "production":
         from eval.registry import alias_target
@@ -221,12 +240,32 @@ def _resolve_baseline(cfg, ecfg, run: Run, store):
         if not row:
             raise EvalError("eval.baseline=production, but no run is in production yet")
         prod = read_run(row[0])
-        return f"production:{prod.run_id}", lambda tmpl: load_run_model(prod, cfg.get("model"))
+        return (f"production:{prod.run_id}", lambda tmpl: load_run_model(prod, cfg.get("model")),
+                str(prod.serve_path))
     name = spec or run.base_model or (cfg.get("model") or {}).get("name_or_path")
     if not name:
         raise EvalError("no baseline: set eval.baseline (or baseline=MODEL) or base_model in the run manifest")
     return str(name), lambda tmpl: load_model(str(name), cfg.get("model"), what="baseline",
-                                              chat_template=tmpl)
+                                              chat_template=tmpl), str(name)
+
+
+def _check_latency(ecfg, gcfg) -> None:
+    """A latency limit in the gate needs the figures measured: fail before any compute."""
+    from eval.gate import latency_limits
+
+    try:
+        limits = latency_limits(gcfg)
+    except ValueError as e:
+        raise EvalError(str(e)) from None
+    if not limits:
+        return
+    groups = list(ecfg.get("metrics") or GROUP_SPLIT)
+    if "winrate" not in groups:
+        raise EvalError(f"gate.latency {sorted(limits)} needs eval.metrics to include 'winrate' (its prompts are timed)")
+    if not int((ecfg.get("latency") or {}).get("prompts", 0) or 0):
+        raise EvalError(f"gate.latency {sorted(limits)} needs eval.latency.prompts > 0")
+    if "max_peak_memory_ratio" in limits and (ecfg.get("engine") or {}).get("url"):
+        raise EvalError("gate.latency.max_peak_memory_ratio: peak memory is not measured through eval.engine.url")
 
 
 def _device(spec: str | None) -> str:
@@ -242,14 +281,26 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
     snapshot = open_snapshot(_snapshot_path(cfg, ecfg, run), store, run.run_id)
     splits, notes = _load_splits(snapshot, ecfg, gcfg)
     boot = Bootstrap.from_cfg(ecfg.get("bootstrap"))
-    label, load_baseline = _resolve_baseline(cfg, ecfg, run, store)
+    label, load_baseline, baseline_path = _resolve_baseline(cfg, ecfg, run, store)
+    _check_latency(ecfg, gcfg)
 
     device = _device(ecfg.get("device", "auto"))
-    judge = None
+    judge = engine = None
+    eng = ecfg.get("engine") or {}
+    if "gen" in splits and eng.get("url"):
+        from eval.latency import Engine
+
+        engine = Engine(str(eng["url"]), timeout_s=eng.get("timeout_s", 300.0),
+                        concurrency=eng.get("concurrency", 4), api_key_env=eng.get("api_key_env"))
     if "gen" in splits:                           # fail on a bad judge before spending compute
         from eval.judges import build_judge
 
-        judge = build_judge({**(ecfg.get("judge") or {}), "device": device}, store)
+        try:
+            judge = build_judge({**(ecfg.get("judge") or {}), "device": device}, store)
+        except BaseException:
+            if engine is not None:
+                engine.close()
+            raise
     from tqdm.auto import tqdm
 
     from train.console import quiet
@@ -258,11 +309,13 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
     try:
         cand_model, cand_tok = load_run_model(run, cfg.get("model"))
         template = cand_tok.chat_template
-        cand = _score_side(cand_model.to(device), cand_tok, splits, ecfg, "candidate", bar)
+        cand = _score_side(cand_model.to(device), cand_tok, splits, ecfg, "candidate", bar, engine,
+                           eng.get("candidate_model") or str(run.serve_path))
         del cand_model
         gc.collect()
         base_model, base_tok = load_baseline(template)
-        base = _score_side(base_model.to(device), base_tok, splits, ecfg, "baseline", bar)
+        base = _score_side(base_model.to(device), base_tok, splits, ecfg, "baseline", bar, engine,
+                           eng.get("baseline_model") or baseline_path)
         del base_model
         gc.collect()
         outcomes = judge.compare(splits["gen"], cand["gen"], base["gen"]) if judge else None
@@ -270,10 +323,14 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
         bar.close()
         if judge is not None:
             judge.close()
+        if engine is not None:
+            engine.close()
 
     metrics, tables = _metrics(splits, base, cand, outcomes, boot, ecfg)
     by_name = {m.name: m for m in metrics}
     decision = decide(by_name, gcfg)
+    if "gen" not in splits and int((ecfg.get("latency") or {}).get("prompts", 0) or 0):
+        notes.append("latency: not measured (it times the winrate group's prompts)")
     if "gen" in splits:
         empty = _empty_answers(base["gen"], cand["gen"], ecfg)
         notes += empty
@@ -360,6 +417,16 @@ def _metrics(splits, base, cand, outcomes, boot, ecfg):
                              "base_score": [o["base_score"] for o in outcomes],
                              "cand_score": [o["cand_score"] for o in outcomes],
                              "judge_details": [o["details"] for o in outcomes]}
+    if "latency" in base and "latency" in cand:
+        from eval.latency import latency_metrics
+
+        metrics += latency_metrics(base["latency"], cand["latency"])
+        b, c = base["latency"], cand["latency"]
+        k = min(len(b["ttft_ms"]), len(c["ttft_ms"]))
+        tables["latency"] = {**{key: v[:k] for key, v in extras(splits["gen"]).items()},
+                             "base_ttft_ms": b["ttft_ms"][:k], "cand_ttft_ms": c["ttft_ms"][:k],
+                             "base_total_ms": b["total_ms"][:k], "cand_total_ms": c["total_ms"][:k],
+                             "base_tokens": b["tokens"][:k], "cand_tokens": c["tokens"][:k]}
     return metrics, tables
 
 

@@ -25,10 +25,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval import EvalError
+from eval.latency import LATENCY_METRICS
 from signals.secrets import from_env, scrub, scrub_all
 from signals.store import transaction
 
 PRODUCTION = "production"
+LATENCY = tuple(LATENCY_METRICS)        # listed with each run's latest evaluation
 
 
 def _now():
@@ -236,7 +238,8 @@ def tainted(con, run_id: str) -> tuple[bool, str | None]:
 
 
 def list_runs(con) -> list[dict]:
-    """Every registered run with its latest decision, aliases and taint."""
+    """Every registered run with its latest decision, aliases, taint, and the latency
+    figures of that evaluation ({metric: {baseline, candidate}}; {} when not measured)."""
     current = {}
     for (alias,) in con.execute("SELECT DISTINCT alias FROM aliases").fetchall():
         target = alias_target(con, alias)
@@ -248,10 +251,17 @@ def list_runs(con) -> list[dict]:
             "ORDER BY registered_at").fetchall():
         last = latest_decision(con, run_id)
         bad, why = tainted(con, run_id)
+        latency = {}
+        if last:
+            for name, base, cand in con.execute(
+                    "SELECT metric, baseline, candidate FROM eval_results WHERE eval_id = ? AND metric IN "
+                    f"({', '.join('?' * len(LATENCY))}) ORDER BY metric", [last["eval_id"], *LATENCY]).fetchall():
+                latency[name] = {"baseline": base, "candidate": cand}
         out.append({"run_id": run_id, "exp_name": exp, "method": method, "snapshot_version": snap,
                     "model_path": model_path, "registered_at": str(ts),
                     "decision": last["decision"] if last else None,
                     "reasons": last["reasons"] if last else [],
                     "eval_id": last["eval_id"] if last else None,
-                    "aliases": current.get(run_id, []), "tainted": bad, "taint_reason": why})
+                    "aliases": current.get(run_id, []), "tainted": bad, "taint_reason": why,
+                    "latency": latency})
     return out

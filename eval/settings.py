@@ -44,6 +44,30 @@ class Registry:
 
 
 @dataclass
+class Latency:
+    """Time to first token, tokens/s and peak memory of each model on the win-rate prompts.
+
+    The first `prompts` prompts are answered one at a time after one untimed warm-up
+    answer, with the same decoding and max_new_tokens as the win-rate answers; needs the
+    `winrate` group (its prompts). 0 = not measured.
+    """
+    prompts: int = 8
+    memory_sample_s: float = 0.005     # CPU: process RSS (psutil) is sampled this often
+
+
+@dataclass
+class Engine:
+    """An OpenAI-compatible server that writes the win-rate answers (and is timed) instead
+    of HF generate in this process; scoring still loads each model here."""
+    url: str | None = None             # e.g. http://127.0.0.1:8000 (POST {url}/v1/chat/completions); null = HF generate
+    baseline_model: str | None = None  # "model" sent for the baseline; null = its path (folder / hub id, production's model_path)
+    candidate_model: str | None = None     # null = the run's served folder (runs.model_path)
+    concurrency: int = 4               # requests in flight for the answers past the latency sample
+    timeout_s: float = 300.0           # per request (the first one may load the model)
+    api_key_env: str | None = None     # bearer token read from this environment variable; null = none sent
+
+
+@dataclass
 class EvalSettings:
     """Baseline and candidate are scored in the same job with these same settings."""
     candidate: str | None = None       # run dir; null = newest under ${output_root}/${exp_name}/
@@ -57,6 +81,8 @@ class EvalSettings:
     generation: Generation = field(default_factory=Generation)
     bootstrap: Bootstrap = field(default_factory=Bootstrap)
     registry: Registry = field(default_factory=Registry)
+    latency: Latency = field(default_factory=Latency)
+    engine: Engine = field(default_factory=Engine)
     judge: Any = None                  # eval/judge/: rules | reward_model | openai
 
 
@@ -103,6 +129,16 @@ class OpenAIJudge:
 
 
 @dataclass
+class LatencyGate:
+    """Candidate / baseline ratios of the latency figures, each null (not gated) or a limit.
+    A point comparison of one measurement each (no interval): a fail rejects."""
+    max_ttft_p95_ratio: float | None = None    # latency_ttft_p95_ms: candidate at most this x baseline
+    max_p95_ratio: float | None = None         # latency_p95_ms (whole answer)
+    min_tokens_per_s_ratio: float | None = None    # tokens_per_s: candidate at least this x baseline
+    max_peak_memory_ratio: float | None = None     # peak_memory_mb
+
+
+@dataclass
 class GateSettings:
     """Promote only when the primary metric's lower bound clears `margin` and no guard regresses."""
     primary: str = "preference_accuracy"
@@ -110,6 +146,7 @@ class GateSettings:
     min_eval_size: int = 20            # fewer examples on any gated metric: inconclusive
     guards: dict[str, float] = field(default_factory=lambda: {"sft_loglik": 0.5})   # metric: allowed regression
     auto_promote: bool = True          # move `production` when the decision is promote
+    latency: LatencyGate = field(default_factory=LatencyGate)   # off by default: timings are noisy
 
 
 JUDGES = {"rules": RulesJudge, "reward_model": RewardModelJudge, "openai": OpenAIJudge}

@@ -171,8 +171,47 @@ def verdict_note(m: dict, gate: dict) -> str | None:
             "until that is ruled out.")
 
 
+def _fmt_latency(x, metric: str) -> str:
+    if x is None:
+        return "–"
+    return f"{x:,.0f}" if metric == "peak_memory_mb" else f"{x:,.1f}"
+
+
+def latency_view(rows: list[dict], gate: dict) -> dict | None:
+    """The latency table: baseline and candidate per figure, their ratio and the gate's
+    limit on it (pass / fail) when gate.latency sets one; None when nothing was measured."""
+    by_name = {m["metric"]: m for m in rows}
+    if not by_name:
+        return None
+    node = gate.get("latency") if isinstance(gate.get("latency"), dict) else {}
+    limits = {terms.LATENCY_LIMITS[k][0]: (k, terms.LATENCY_LIMITS[k][1], v) for k, v in node.items()
+              if k in terms.LATENCY_LIMITS and v is not None}
+    out = []
+    for name in terms.LATENCY:
+        m = by_name.get(name)
+        if m is None:
+            continue
+        base, cand = m["baseline"], m["candidate"]
+        ratio = cand / base if base and cand is not None else None
+        row = {"metric": name, "label": metric_label(name), "unit": terms.unit(name),
+               "baseline": _fmt_latency(base, name), "candidate": _fmt_latency(cand, name),
+               "ratio": "–" if ratio is None else f"{ratio:.2f}×", "limit": "not gated", "tone": ""}
+        if name in limits:
+            key, side, limit = limits[name]
+            ok = ratio is not None and (ratio <= float(limit) if side == "max" else ratio >= float(limit))
+            row["limit"] = f"{'at most' if side == 'max' else 'at least'} {float(limit):g}×: " + (
+                "pass" if ok else "fail" if ratio is not None else "not measured")
+            row["tone"] = "good" if ok else "bad" if ratio is not None else "unsure"
+        out.append(row)
+    d = next(iter(by_name.values())).get("details") or {}
+    mem = (by_name.get("peak_memory_mb") or {}).get("details") or {}
+    return {"rows": out, "prompts": d.get("prompts"), "baseline_source": d.get("baseline_source"),
+            "candidate_source": d.get("candidate_source"), "memory": (mem.get("memory") or {}).get("candidate")}
+
+
 def eval_view(data: SiteData, e: dict) -> dict:
-    metrics = sorted(data.metrics.get(e["eval_id"], []),
+    every = data.metrics.get(e["eval_id"], [])
+    metrics = sorted([m for m in every if m["metric"] not in terms.LATENCY],
                      key=lambda m: (m["metric"] != e["primary_metric"], m["metric"]))
     gate = e["gate_config"] if isinstance(e["gate_config"], dict) else {}
     margin = gate.get("margin")
@@ -228,7 +267,8 @@ def eval_view(data: SiteData, e: dict) -> dict:
                        if isinstance(m.get("details"), dict) and m["details"].get("confidence")), 0.95)
     boot = (e.get("eval_config") or {}).get("bootstrap") if isinstance(e.get("eval_config"), dict) else None
     power = (boot or {}).get("power", 0.8) if isinstance(boot, dict) else 0.8
-    return {"e": e, "metrics": metrics, "headline": headline, "charts": charts_html, "wtl": wtl,
+    return {"e": e, "metrics": metrics, "headline": headline,
+            "latency": latency_view([m for m in every if m["metric"] in terms.LATENCY], gate), "charts": charts_html, "wtl": wtl,
             "slices": sl, "slice_metric": slice_metric, "gate": gate,
             "examples": ex.top_differences(tables, snapshot_path(data, e["snapshot_version"])),
             "manifest": manifest, "counts": counts, "exclusions": excl, "run": run,

@@ -28,7 +28,18 @@ METRICS = {
     "kto_auc": ("Tells good answers from bad ones", "num", "AUC (0.5 = chance, 1 = always right)"),
     "winrate": ("Judge prefers the candidate's answer", "pct", "% of prompts (ties count half)"),
     "judge_score": ("Judge's score of the answers", "num", "judge's score"),
+    # latency and cost (eval/latency.py): lower is better except tokens/s; their own table
+    "latency_ttft_p50_ms": ("Time to first token, median", "num", "ms"),
+    "latency_ttft_p95_ms": ("Time to first token, 95th percentile", "num", "ms"),
+    "latency_p95_ms": ("Time to the whole answer, 95th percentile", "num", "ms"),
+    "tokens_per_s": ("Answer speed", "num", "generated tokens per second"),
+    "peak_memory_mb": ("Peak memory while answering", "num", "MB (2^20 bytes)"),
 }
+LATENCY = ("latency_ttft_p50_ms", "latency_ttft_p95_ms", "latency_p95_ms", "tokens_per_s", "peak_memory_mb")
+# gate.latency key -> (metric, "max" | "min"): as eval/gate.py LATENCY_LIMITS
+LATENCY_LIMITS = {"max_ttft_p95_ratio": ("latency_ttft_p95_ms", "max"), "max_p95_ratio": ("latency_p95_ms", "max"),
+                  "min_tokens_per_s_ratio": ("tokens_per_s", "min"),
+                  "max_peak_memory_ratio": ("peak_memory_mb", "max")}
 # What the harness writes in eval_results.details["unit"], in the words above.
 _DETAIL_UNITS = {"nats (sum)": "nats per answer", "nats per token": "nats per token"}
 
@@ -130,6 +141,16 @@ def glossary(confidence: float = 0.95, power: float = 0.8) -> list[tuple[str, st
         ("term-auc", "AUC",
          "The probability that a desirable example (accepted or well rated) scores above an undesirable "
          "one (rejected or poorly rated). 0.5 = chance, 1 = always right."),
+        ("term-ttft", "Time to first token (TTFT)",
+         "How long a user waits before the first word of the answer appears, in milliseconds (ms). "
+         "Median: half the timed prompts waited less; 95th percentile (p95): all but the slowest 5% "
+         "waited less. Lower is better."),
+        ("term-speed", "Answer speed (tokens per second)",
+         "Generated tokens (word pieces) divided by the time spent answering, over the timed prompts. "
+         "Higher is better."),
+        ("term-memory", "Peak memory",
+         "The most memory in use while the model answered, in MB (2^20 bytes): on a GPU what PyTorch "
+         "allocated, on a CPU the whole process's resident memory. Lower is better."),
         ("term-roles", "Decides / guard / information",
          "The primary metric decides promotion: its range must clear the gate's margin. A guard may get "
          "worse, but by no more than its allowance. Information metrics are shown to explain the model "

@@ -145,6 +145,47 @@ def train_run(base: Path, run_dir: Path, snapshot: Path, *, flip: bool = False, 
     return run_dir
 
 
+PARROT = "thanks, great help."
+
+
+def parrot_run(base: Path, run_dir: Path, snapshot: Path, *, answer: str = PARROT, steps: int = 30) -> Path:
+    """The tiny model taught to answer every prompt with `answer` (a few steps of SFT on the
+    snapshot's sft/train prompts): greedy decoding gives readable, known text."""
+    import pyarrow.parquet as pq
+    import torch
+
+    from eval.scoring import collate, completion_logps, encode
+    from train.models import load_causal_lm, load_tokenizer
+
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    torch.manual_seed(0)
+    tok = load_tokenizer(str(base))
+    model = load_causal_lm(str(base), tokenizer=tok)
+    prompts = [r["messages"][:-1] for r in pq.read_table(Path(snapshot) / "sft" / "train.parquet").to_pylist()]
+    enc = encode(tok, prompts, [[{"role": "assistant", "content": answer}]] * len(prompts))
+    opt = torch.optim.AdamW(model.parameters(), lr=1e-2)
+    model.train()
+    for step in range(steps):
+        ids, attn, comp = collate([enc[(step * 16 + k) % len(enc)] for k in range(16)], tok.pad_token_id)
+        lp, n = completion_logps(model, ids, attn, comp)
+        loss = -(lp / n).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    model.eval()
+    run_dir = Path(run_dir)
+    model.save_pretrained(str(run_dir / "model"))
+    tok.save_pretrained(str(run_dir / "model"))
+    manifest = {"run_id": run_dir.name, "exp_name": run_dir.parent.name, "method": "sft",
+                "snapshot_version": Path(snapshot).name, "snapshot_path": str(snapshot),
+                "base_model": str(base), "peft": False, "artifacts": {"adapter": None, "model": "model"},
+                "metrics": {"train_loss": loss.item()}}
+    (run_dir / "manifest.json").write_text(json.dumps(manifest))
+    torch.set_num_threads(threads)
+    return run_dir
+
+
 @pytest.fixture(scope="session")
 def runs_root(tmp_path_factory) -> Path:
     return tmp_path_factory.mktemp("runs")
@@ -178,3 +219,48 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(before)
+
+
+@pytest.fixture(scope="session")
+def engine_url(tmp_path_factory):
+    """A real OpenAI-compatible engine: `transformers serve` on a free port (CPU), loading
+    the model folder each request names; killed at teardown."""
+    import shutil
+    import socket
+    import subprocess
+    import sys
+    import time
+
+    import httpx
+
+    exe = Path(sys.executable).parent / "transformers"
+    if not exe.is_file() and not shutil.which("transformers"):
+        pytest.skip("the transformers CLI (transformers serve) is not installed")
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        port = s.getsockname()[1]
+    log = tmp_path_factory.mktemp("engine") / "serve.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([str(exe if exe.is_file() else shutil.which("transformers")), "serve",
+                                 "--host", "127.0.0.1", "--port", str(port), "--device", "cpu"],
+                                stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 120
+        while True:
+            try:
+                if httpx.get(f"{url}/health", timeout=2).status_code == 200:
+                    break
+            except httpx.HTTPError:
+                pass
+            if proc.poll() is not None or time.monotonic() > deadline:
+                pytest.fail(f"transformers serve did not come up on {url}:\n{log.read_text()[-2000:]}")
+            time.sleep(0.5)
+        yield url
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+            proc.wait()

@@ -99,11 +99,13 @@ def _snapshot_files(path: Path, rng: random.Random) -> dict:
 
 
 def _evaluation(folder: Path, pairs: dict, rng: random.Random, p_base: float, p_cand: float,
-                judged: bool, p_win: float | None = None, loglik_shift: float | None = None) -> dict:
+                judged: bool, p_win: float | None = None, loglik_shift: float | None = None,
+                slower: float | None = None) -> dict:
     """Per-example Parquet exactly as eval/harness.py writes it, and the metrics (real
     paired bootstrap, eval.metrics) they imply. `p_win` (default p_cand): how often the
     judge prefers the candidate; `loglik_shift` (default (p_cand - p_base) / 2): the
-    candidate's mean change in log-likelihood per token."""
+    candidate's mean change in log-likelihood per token; `slower`: the candidate's answers
+    take this many times the baseline's (latency rows as eval/latency.py records them)."""
     import numpy as np
     import pyarrow as pa
     import pyarrow.parquet as pq
@@ -149,6 +151,16 @@ def _evaluation(folder: Path, pairs: dict, rng: random.Random, p_base: float, p_
         o = np.array(out)
         metrics.append(against_constant("winrate", o, 0.5, boot, judge="rules", wins=int((o == 1).sum()),
                                         ties=int((o == 0.5).sum()), losses=int((o == 0).sum())))
+    if slower is not None:
+        from eval.latency import latency_metrics
+
+        def timing(scale, memory):
+            ttft = [scale * (40 + 5 * k) for k in range(8)]
+            return {"ttft_ms": ttft, "total_ms": [t + scale * 300 for t in ttft], "tokens": [64] * 8,
+                    "peak_memory_mb": memory, "memory": "process RSS (psutil), sampled",
+                    "source": "HF generate on cpu"}
+
+        metrics += latency_metrics(timing(1.0, 812.0), timing(slower, 815.0))
     return {m.name: m for m in metrics}
 
 
@@ -187,13 +199,16 @@ def make_store(db: Path, work: Path, seed: int = 0) -> Path:
     # (expected decision, baseline accuracy, candidate accuracy, judged answers?, more for _evaluation)
     plans = [("promote", 0.55, 0.80, True, {}), ("reject", 0.65, 0.45, True, {}), ("promote", 0.60, 0.85, True, {}),
              ("inconclusive", 0.70, 0.66, False, {}), ("inconclusive", None, None, False, {}),
-             ("promote", 0.70, 0.35, True, {"p_win": 0.95, "loglik_shift": -0.2})]
+             ("promote", 0.70, 0.35, True, {"p_win": 0.95, "loglik_shift": -0.2, "slower": 1.3})]
+    plans[2][4]["slower"] = 1.05                 # dpo_lora_tiny-003: timed, within its gate's latency limit
     default_gate = {"primary": "preference_accuracy", "margin": 0.0, "min_eval_size": 20,
                     "guards": {"sft_loglik": 0.25}}
     # an experiment that decides on the judge's win rate and allows 0.5 nats/token less likelihood
     winrate_gate = {"primary": "winrate", "margin": 0.0, "min_eval_size": 20, "guards": {"sft_loglik": 0.5}}
     for i, ((run_id, _, snap), (expected, pb, pc, judged, more)) in enumerate(zip(runs, plans, strict=True)):
         gate = winrate_gate if run_id == SFT_DPO_RUN else default_gate
+        if run_id == "dpo_lora_tiny-003":
+            gate = {**default_gate, "latency": {"max_ttft_p95_ratio": 1.1, "max_p95_ratio": None}}
         eval_id = f"{run_id}-eval"
         at = T0 + timedelta(days=i + 1, hours=3)
         ex_dir = work / "runs" / run_id / "eval" / eval_id
@@ -697,3 +712,22 @@ def test_eval_pages_explain_their_terms(visits):
                            ("pts (percentage points)", "+5 pts")):
             assert f"{term}\t" in text or f"{term}\n" in text, (rel, term)
             assert gist in text, (rel, gist)
+
+
+@needs_chromium
+def test_eval_page_shows_latency_and_cost(visits):
+    """Baseline vs candidate: TTFT p50/p95, whole answer p95, tokens/s, peak memory, the
+    ratio and the gate's limit when it sets one; a page without them says so."""
+    pages = _pages(visits)
+    text = pages["evals/dpo_lora_tiny-003-eval.html"]["text"]
+    assert "Speed and memory when answering" in text and "first 8 win-rate prompts" in text
+    line = next(v for v in text.splitlines() if v.startswith("latency_ttft_p95_ms"))
+    assert line.split("\t")[1:] == ["ms", "73.2", "76.9", "1.05×", "at most 1.1×: pass"], line
+    assert "Time to first token, median" in text and "peak_memory_mb\tMB (2^20 bytes)\t812\t815" in text
+    assert "tokens_per_s\tgenerated tokens per second" in text and "not gated" in text
+    assert "latency max_ttft_p95_ratio" in text                          # the gate's reason
+    assert "Time to first token (TTFT)" in text                          # the glossary
+    sft_dpo = pages[f"evals/{SFT_DPO_RUN}-eval.html"]["text"]
+    assert "latency_p95_ms\tms" in sft_dpo and "1.30×" in sft_dpo
+    assert "Not measured for this evaluation" in pages["evals/kto_lora_tiny-004-eval.html"]["text"]
+    assert "latency_ttft" not in pages["index.html"]["text"]

@@ -52,3 +52,30 @@ def test_never_promote_on_small_n_nan_missing_guard_or_error():
     assert decide({"preference_accuracy": win}, GATE)["decision"] == "inconclusive"
     d = decide({"preference_accuracy": win, "sft_loglik": ok_guard}, GATE, error="baseline cannot load")
     assert d["decision"] == "inconclusive" and "baseline cannot load" in d["reasons"][0]
+
+
+def L(name, base, cand):
+    return Metric(name, base, cand, cand - base, math.nan, math.nan, 8, math.nan)
+
+
+def test_latency_ratio_limits():
+    """gate.latency: candidate / baseline of one measurement each; off unless set."""
+    win = {"preference_accuracy": M("preference_accuracy", 0.2, 0.1, 0.3),
+           "sft_loglik": M("sft_loglik", 0.0, -0.01, 0.01)}
+    slow = {**win, "latency_ttft_p95_ms": L("latency_ttft_p95_ms", 100.0, 120.0),
+            "tokens_per_s": L("tokens_per_s", 50.0, 40.0), "peak_memory_mb": L("peak_memory_mb", 500.0, 510.0)}
+    assert decide(slow, GATE)["decision"] == "promote"                       # not gated by default
+    d = decide(slow, {**GATE, "latency": {"max_ttft_p95_ratio": 1.1, "max_p95_ratio": None}})
+    assert d["decision"] == "reject" and d["checks"]["latency.max_ttft_p95_ratio"] == "fail"
+    assert "max_p95_ratio" not in str(d["checks"])                            # null: not gated
+    assert any("= 1.200x, not at most 1.1x" in r for r in d["reasons"])
+    d = decide(slow, {**GATE, "latency": {"max_ttft_p95_ratio": 1.25, "min_tokens_per_s_ratio": 0.75,
+                                          "max_peak_memory_ratio": 1.05}})
+    assert d["decision"] == "promote", d
+    d = decide(slow, {**GATE, "latency": {"min_tokens_per_s_ratio": 0.9}})
+    assert d["decision"] == "reject" and d["checks"]["latency.min_tokens_per_s_ratio"] == "fail"
+    d = decide(win, {**GATE, "latency": {"max_p95_ratio": 1.1}})             # not measured: never promote
+    assert d["decision"] == "inconclusive" and "was not measured" in d["reasons"][-1]
+    nan = {**win, "peak_memory_mb": L("peak_memory_mb", 500.0, math.nan)}
+    assert decide(nan, {**GATE, "latency": {"max_peak_memory_ratio": 2}})["decision"] == "inconclusive"
+    assert decide({}, {**GATE, "latency": {"nope": 1}}, error="x")["decision"] == "inconclusive"

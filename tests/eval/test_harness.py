@@ -11,7 +11,14 @@ import pytest
 
 from eval import EvalError
 from eval.harness import evaluate
-from tests.eval.conftest import compose_cfg, make_rows, train_run, write_snapshot
+from tests.eval.conftest import (
+    PARROT,
+    compose_cfg,
+    make_rows,
+    parrot_run,
+    train_run,
+    write_snapshot,
+)
 from tests.eval.test_judges import FakeEndpoint
 
 
@@ -59,7 +66,7 @@ def test_gate_rejects_candidate_trained_on_label_flipped_signal(tmp_path, flippe
     assert _production(tmp_path) is None
 
 
-def test_good_candidate_is_promoted_with_records_and_examples(tmp_path, good_run):
+def test_good_candidate_is_promoted_with_records_and_examples(tmp_path, good_run, capsys):
     result = evaluate_and_promote(compose_cfg(tmp_path), str(good_run))
     assert result["decision"] == "promote" and result["promoted"], result["reasons"]
     assert result["metrics"]["preference_accuracy"]["ci_low"] > 0
@@ -71,6 +78,24 @@ def test_good_candidate_is_promoted_with_records_and_examples(tmp_path, good_run
     rows = dict(con.execute("SELECT metric, n FROM eval_results WHERE eval_id = ?", [result["eval_id"]]).fetchall())
     con.close()
     assert rows["preference_accuracy"] == 60 and rows["kto_auc"] == 120 and rows["winrate"] == 8
+    # latency and cost, both models, the first eval.latency.prompts (8) win-rate prompts
+    for name in ("latency_ttft_p50_ms", "latency_ttft_p95_ms", "latency_p95_ms", "tokens_per_s", "peak_memory_mb"):
+        m = result["metrics"][name]
+        assert rows[name] == 8 and m["baseline"] > 0 and m["candidate"] > 0, (name, m)
+        assert m["details"]["ratio"] == pytest.approx(m["candidate"] / m["baseline"])
+    ttft, whole = result["metrics"]["latency_ttft_p95_ms"], result["metrics"]["latency_p95_ms"]
+    assert ttft["candidate"] <= whole["candidate"] and ttft["baseline"] <= whole["baseline"]
+    assert result["metrics"]["peak_memory_mb"]["details"]["memory"]["candidate"].startswith("process RSS")
+    assert "latency.max_ttft_p95_ratio" not in result["checks"]                 # not gated by default
+    lat = pq.read_table(f"{result['examples_dir']}/latency.parquet").to_pylist()
+    assert len(lat) == 8 and all(r["cand_tokens"] == 8 and r["cand_ttft_ms"] <= r["cand_total_ms"] for r in lat)
+    from eval.__main__ import format_result, main
+
+    printed = format_result(result)
+    assert "latency on 8 prompts, one at a time (baseline: HF generate on cpu" in printed
+    assert f"{'latency_ttft_p95_ms':24} {ttft['baseline']:10.1f} {ttft['candidate']:10.1f}" in printed
+    assert main(["registry", "--store", str(tmp_path / "signal.duckdb")]) == 0     # the registry lists them
+    assert f"{ttft['baseline']:.1f} > {ttft['candidate']:.1f}" in capsys.readouterr().out
 
     pref = pq.read_table(f"{result['examples_dir']}/pref.parquet")
     assert pref.num_rows == 60 and {"interaction_id", "base_margin", "cand_margin", "eval_id"} <= set(pref.column_names)
@@ -184,3 +209,47 @@ def test_run_on_a_snapshot_revoked_in_the_store_is_not_evaluated(tmp_path, good_
         evaluate(compose_cfg(tmp_path), str(good_run))
     [(_, decision, _, _, _, error)] = _decisions(tmp_path)
     assert decision == "inconclusive" and "tainted" in error
+
+
+def test_latency_guard_rejects_a_slower_candidate(tmp_path, good_run):
+    """A ratio no measurement can meet (candidate p95 TTFT at most 1e-6 x baseline) rejects
+    a candidate that wins on the primary; a lenient one passes. Timing noise cannot flip either."""
+    common = ("eval.metrics=[preference,winrate]", "~gate.guards.sft_loglik", "eval.latency.prompts=4")
+    result = evaluate(compose_cfg(tmp_path, *common, "gate.latency.max_ttft_p95_ratio=1e-6",
+                                  "gate.latency.min_tokens_per_s_ratio=1e-6"), str(good_run))
+    assert result["checks"]["preference_accuracy"] == "pass"
+    assert result["checks"]["latency.max_ttft_p95_ratio"] == "fail" and result["decision"] == "reject"
+    assert result["checks"]["latency.min_tokens_per_s_ratio"] == "pass"
+    assert any(r.startswith("latency max_ttft_p95_ratio: latency_ttft_p95_ms candidate") and "not at most 1e-06x" in r
+               for r in result["reasons"])
+    assert result["metrics"]["latency_ttft_p95_ms"]["n"] == 4
+    [(_, decision, _, gate, _, _)] = _decisions(tmp_path)
+    assert decision == "reject" and json.loads(gate)["latency"]["max_ttft_p95_ratio"] == 1e-6
+    with pytest.raises(EvalError, match="needs eval.latency.prompts > 0"):
+        evaluate(compose_cfg(tmp_path, *common, "eval.latency.prompts=0", "gate.latency.max_p95_ratio=1.1"),
+                 str(good_run))
+
+
+def test_answers_and_latency_from_a_real_engine(tmp_path, tiny_model_dir, snapshot, engine_url):
+    """eval.engine.url: the win-rate answers come from `transformers serve` (streamed), the
+    same greedy answers as HF generate here; TTFT and tokens/s are the engine's."""
+    run = parrot_run(tiny_model_dir, tmp_path / "runs" / "sft_tiny" / "parrot", snapshot)
+    result = evaluate(compose_cfg(tmp_path, "eval.metrics=[preference,winrate]", "~gate.guards.sft_loglik",
+                                  f"eval.engine.url={engine_url}", "eval.latency.prompts=3",
+                                  "eval.engine.concurrency=2", "gate.latency.max_p95_ratio=1000"), str(run))
+    ttft = result["metrics"]["latency_ttft_p95_ms"]
+    assert ttft["n"] == 3 and 0 < ttft["candidate"] <= result["metrics"]["latency_p95_ms"]["candidate"]
+    assert ttft["details"]["candidate_source"] == f"engine {engine_url} (model {run / 'model'})"
+    assert ttft["details"]["baseline_source"] == f"engine {engine_url} (model {tiny_model_dir})"
+    assert result["metrics"]["tokens_per_s"]["candidate"] > 0
+    assert "peak_memory_mb" not in result["metrics"]                  # the engine's memory is not visible here
+    assert result["checks"]["latency.max_p95_ratio"] == "pass"
+    win = pq.read_table(f"{result['examples_dir']}/winrate.parquet").to_pylist()
+    assert len(win) == 8 and all(r["cand_answer"] == PARROT for r in win)        # the parrot, through the engine
+    assert pq.read_table(f"{result['examples_dir']}/latency.parquet").num_rows == 3
+    from eval.scoring import generate
+    from train.models import load_for_inference
+
+    model, tok = load_for_inference(str(run / "model"), None)
+    prompts = [json.loads(r["prompt"]) for r in win]
+    assert generate(model, tok, prompts, max_new_tokens=8) == [r["cand_answer"] for r in win]   # HF == engine
