@@ -391,7 +391,7 @@ def build_app(gateway: Gateway):
 
 
 def run_gateway(cfg) -> int:
-    """Start the engine (unless engine.kind=url), serve until SIGINT/SIGTERM, stop the engine."""
+    """Start the engine (unless engine.url names a running one), serve until SIGINT/SIGTERM, stop the engine."""
     import uvicorn
 
     from serve.engine import Engine

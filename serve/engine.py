@@ -12,7 +12,7 @@ kinds:
   vllm          vLLM's OpenAI server on `engine.base_model`; LoRA runs are loaded at run time
                 (`/v1/load_lora_adapter`) under their run id. vLLM wants its own venv
                 (`engine.python=.venv-vllm/bin/python`, see docs/serve.md).
-  url           an engine that is already running at `engine.url`; nothing is started.
+`engine.url` attaches to an engine of that kind that is already running; nothing is started.
 
 The project does not batch or generate itself: every token comes from the engine.
 """
@@ -42,8 +42,8 @@ class Engine:
     @classmethod
     def from_config(cls, ecfg, log_dir: str | os.PathLike = "data/serve") -> Engine:
         kind = str(ecfg.kind)
-        if kind == "url":
-            return cls("url", str(ecfg.url))
+        if ecfg.url:
+            return cls(kind, str(ecfg.url), base_model=str(ecfg.base_model) if ecfg.base_model else None)
         python = str(ecfg.python or sys.executable)
         host, port = str(ecfg.host), int(ecfg.port)
         env = dict(os.environ)
@@ -69,7 +69,7 @@ class Engine:
     # ------------------------------------------------------------------ process
 
     def start(self) -> None:
-        """Start the engine process (unless kind=url) and wait until GET /health answers."""
+        """Start the engine process (unless engine.url names a running one) and wait until GET /health answers."""
         if self.command:
             self.log_path.parent.mkdir(parents=True, exist_ok=True)
             log = open(self.log_path, "ab")
@@ -117,9 +117,12 @@ class Engine:
     # ------------------------------------------------------------------ models
 
     def model_name(self, target) -> str:
-        """The engine's name for a run: its folder (transformers), its run id (a vLLM LoRA)."""
+        """The engine's name for a run: its folder, its merged folder (a LoRA run on
+        `transformers serve`, which cannot load an adapter), its run id (a LoRA on vLLM)."""
         if self.kind == "vllm":
             return target.run_id if target.peft else str(self.base_model)
+        if self.kind == "transformers" and target.peft:
+            return target.merged_path
         return target.model_path
 
     async def prepare(self, client, target) -> None:
@@ -127,6 +130,10 @@ class Engine:
         name = self.model_name(target)
         if name in self._loaded:
             return
+        if self.kind == "transformers" and target.peft and not (Path(name) / "config.json").is_file():
+            import asyncio
+
+            await asyncio.to_thread(merge_adapter, target)
         if self.kind == "vllm" and target.peft:
             r = await client.post(f"{self.url}/v1/load_lora_adapter",
                                   json={"lora_name": target.run_id, "lora_path": target.model_path})
@@ -138,6 +145,21 @@ class Engine:
             raise ServeError(f"the engine could not load run {target.run_id} ({name}): "
                              f"HTTP {r.status_code} {r.text[:300]}")
         self._loaded.add(name)
+
+
+def merge_adapter(target) -> Path:
+    """Merge a LoRA run into its base once, into `target.merged_path` (serve.export.write_merged)."""
+    from types import SimpleNamespace
+
+    from serve.export import write_merged
+
+    if not target.base_model:
+        raise ServeError(f"run {target.run_id}: a LoRA run's pointer must name its base_model")
+    run = SimpleNamespace(run_id=target.run_id, model_path=None, adapter_path=Path(target.model_path),
+                          base_model=target.base_model)
+    dest = Path(target.merged_path)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    return write_merged(run, dest.parent, {})
 
 
 def _die_with_parent() -> None:

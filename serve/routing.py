@@ -29,6 +29,13 @@ class Target:
     model_path: str            # what the run serves: a model folder, or a LoRA adapter folder
     base_model: str | None
     peft: bool
+    run_dir: str | None = None
+
+    @property
+    def merged_path(self) -> str:
+        """Where a LoRA run's merged model lives (what `python -m serve export` writes too)."""
+        root = Path(self.run_dir) if self.run_dir else Path(self.model_path).parent
+        return str(root / "export" / "merged")
 
 
 def bucket(user_id: str) -> float:
@@ -47,7 +54,7 @@ def read_pointer(path: Path) -> Target | None:
     if not body.get("run_id") or not body.get("model_path"):
         return None
     return Target(alias=path.stem, run_id=str(body["run_id"]), model_path=str(body["model_path"]),
-                  base_model=body.get("base_model"), peft=bool(body.get("peft")))
+                  base_model=body.get("base_model"), peft=bool(body.get("peft")), run_dir=body.get("run_dir"))
 
 
 class Routes:

@@ -1,6 +1,7 @@
 """The gateway's options: one schema (`Serve`) composed from conf/serve.yaml with overrides.
 
     python -m serve gateway port=8080 canary_share=0.1 engine.kind=vllm engine.python=.venv-vllm/bin/python
+    python -m serve gateway engine.url=http://127.0.0.1:8001        # attach to a running engine
 """
 
 from __future__ import annotations
@@ -10,8 +11,8 @@ from dataclasses import dataclass, field
 
 @dataclass
 class Engine:
-    kind: str = "transformers"       # transformers (`transformers serve`) | vllm | url (already running)
-    url: str | None = None           # kind=url: the engine's base URL (http://127.0.0.1:8001)
+    kind: str = "transformers"       # transformers (`transformers serve`) | vllm
+    url: str | None = None           # an engine of that kind already running here: nothing is started
     python: str | None = None        # interpreter that runs the engine (vLLM lives in its own venv)
     host: str = "127.0.0.1"
     port: int = 8001
@@ -68,8 +69,7 @@ def compose(overrides: list[str]):
     cfg = compose_tree(overrides, config_name="serve", schemas={"": Serve})
     if not 0.0 <= float(cfg.canary_share) <= 1.0:
         raise ConfigError(f"canary_share={cfg.canary_share}: a share between 0 and 1")
-    if cfg.engine.kind not in ("transformers", "vllm", "url"):
-        raise ConfigError(f"engine.kind={cfg.engine.kind!r}: one of transformers, vllm, url")
-    if cfg.engine.kind == "url" and not cfg.engine.url:
-        raise ConfigError("engine.kind=url needs engine.url=http://127.0.0.1:PORT")
+    if cfg.engine.kind not in ("transformers", "vllm"):
+        raise ConfigError(f"engine.kind={cfg.engine.kind!r}: one of transformers, vllm "
+                          "(engine.url=http://HOST:PORT attaches to one already running)")
     return cfg

@@ -17,7 +17,7 @@ How each command is executed (`mode`):
   in data/real/ when ../shared/ has it). The commands of one page share one copy and
   run in order, as a reader would run them. Cheap verbs only: ingest, stats,
   quarantine, build, snapshots, optout, forget, retain, sources, fetch --list,
-  registry, promote, rollback, dashboard, simulate, train tiny, --help.
+  registry, promote, rollback, dashboard, simulate, train tiny, serve keys, --help.
 - smoke: a real command on the smoke store or run (it names data/smoke/, RUN_ID or RUN_DIR):
   run in the working directory that a real `python -m train +exp=smoke` left
   (`test_smoke_run_and_the_commands_that_use_it`, in document order).
@@ -27,8 +27,10 @@ How each command is executed (`mode`):
   (`eval.__main__.compose`, which maps `candidate=` ...); `python -m scripts nightly`
   through `scripts.config.compose` and `train.config.validate`, as the job does
   before it takes its lock. Each goes through the real CLI parser.
-- parse: commands that need the network (`signals fetch NAME`, `train fetch-model`):
-  the real CLI parser, with the verb's function replaced.
+  `python -m serve gateway` (a server that runs until stopped) through
+  `serve.settings.compose`.
+- parse: commands that need the network (`signals fetch NAME`, `train fetch-model`) or
+  minutes of work (`serve export`): the real CLI parser, with the verb's function replaced.
 - make: the target exists in the Makefile and each `VAR=...` is a Makefile variable.
 - pytest: every test path named exists (the suite is not run from inside itself).
 """
@@ -148,10 +150,11 @@ def mode_of(argv: list[str]) -> str:
         return "real"
     verb = rest[0] if rest and not rest[0].startswith("-") and "=" not in rest[0] else "run"
     mode = {("train", "run"): "compose", ("train", "fetch-model"): "parse", ("eval", "run"): "compose",
-            ("scripts", "nightly"): "compose"}.get((pkg, verb), "real")
+            ("scripts", "nightly"): "compose", ("serve", "gateway"): "compose", ("serve", "run"): "compose",
+            ("serve", "export"): "parse"}.get((pkg, verb), "real")
     if (pkg, verb) == ("signals", "fetch") and "--list" not in rest:
         mode = "parse"
-    if pkg not in ("signals", "train", "eval", "scripts"):
+    if pkg not in ("signals", "train", "eval", "serve", "scripts"):
         mode = "unknown"
     text = " ".join(argv)
     if mode == "real" and ("data/smoke/" in text or re.search(r"\bRUN_(ID|DIR)\b", text)):
@@ -222,7 +225,7 @@ def test_every_line_of_a_bash_block_is_a_command_the_test_runs():
 
 def test_every_verb_is_in_the_cli_page():
     text = (ROOT / "docs" / "cli.md").read_text()
-    for pkg in ("signals", "train", "eval", "scripts"):
+    for pkg in ("signals", "train", "eval", "serve", "scripts"):
         for verb in importlib.import_module(f"{pkg}.__main__").VERBS:
             assert re.search(rf"`python -m {pkg} \[?{re.escape(verb)}\b", text), \
                 f"docs/cli.md: no row for `python -m {pkg} {verb}`"
@@ -349,8 +352,16 @@ def run_compose(c: Command, cwd: Path, capsys) -> None:
         main.compose(store_overrides(args))
         return 0
 
+    def serve_tree(args) -> int:
+        from serve.settings import compose as compose_serve
+
+        compose_serve(list(args.overrides))
+        return 0
+
     checks = []
-    if pkg == "train":
+    if pkg == "serve":
+        checks = [(rest, serve_tree)]
+    elif pkg == "train":
         checks = [(rest + ["--cfg"], None), (rest, whole_tree)]
     elif pkg == "eval":
         checks = [(rest, eval_tree)]

@@ -84,7 +84,7 @@ class Gateway:
         self.log = root / "gateway.log"
         self.cmd = [sys.executable, "-m", "serve", "gateway", f"port={self.port}", f"pointer_dir={self.pointers}",
                     f"keys_file={self.keys_file}", f"store={self.store}", f"capture.landing={self.landing}",
-                    "engine.kind=url", f"engine.url={engine_url}", "reload_s=0.2", *overrides]
+                    f"engine.url={engine_url}", "reload_s=0.2", *overrides]
         self.proc = None
 
     @property

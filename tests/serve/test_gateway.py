@@ -218,3 +218,40 @@ def test_alias_move_under_load_fails_no_request(gateway_factory, second_model_di
     assert "tiny-a" in seen and seen[-1] == "tiny-b"
     first_b = seen.index("tiny-b")
     assert set(seen[first_b + 16:]) == {"tiny-b"}      # after the move (and requests in flight), only the new run
+
+
+@pytest.mark.slow
+def test_10000_requests_become_10000_interactions_after_ingest(gateway_factory):
+    """Through the gateway and the nightly job's ingest (signals.ingest.ingest_paths on the landing folder)."""
+    from signals.ingest import ingest_paths
+    from signals.store import open_store
+
+    gw = gateway_factory("limits.requests_per_minute=0", "capture.flush_ms=50")
+    ids, failures = set(), []
+
+    async def run():
+        async with httpx.AsyncClient(headers=gw.headers, timeout=120,
+                                     limits=httpx.Limits(max_connections=40)) as c:
+            sem = asyncio.Semaphore(32)
+
+            async def one(i):
+                async with sem:
+                    r = await c.post(f"{gw.url}/v1/chat/completions", json={
+                        "messages": [{"role": "user", "content": f"q{i}"}], "max_tokens": 1,
+                        "user": f"user-{i % 500}", "stream": i % 4 == 0})
+                    if r.status_code != 200:
+                        failures.append(r.status_code)
+                    else:
+                        ids.add(r.headers["x-interaction-id"])
+            await asyncio.gather(*(one(i) for i in range(10_000)))
+    asyncio.run(run())
+    assert not failures and len(ids) == 10_000
+    stats = httpx.get(f"{gw.url}/v1/gateway/stats", headers=gw.headers).json()["capture"]
+    gw.stop()
+    assert stats["dropped"] == 0
+    summary = ingest_paths([str(gw.landing)], db=str(gw.store), progress=False)
+    assert summary["interactions"] == 10_000 and summary["quarantined"] == 0, summary
+    con = open_store(gw.store, read_only=True)
+    stored = {r[0] for r in con.execute("SELECT interaction_id FROM interactions").fetchall()}
+    con.close()
+    assert stored == ids
