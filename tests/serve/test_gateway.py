@@ -255,3 +255,13 @@ def test_10000_requests_become_10000_interactions_after_ingest(gateway_factory):
     stored = {r[0] for r in con.execute("SELECT interaction_id FROM interactions").fetchall()}
     con.close()
     assert stored == ids
+
+
+def test_pii_is_redacted_at_capture_when_asked(gateway_factory):
+    gw = gateway_factory("capture.redact_pii=true")
+    r = gw.chat(user="dana", messages=[{"role": "user", "content": "mail me at dana@example.com or +1 415 555 0100"}])
+    assert r.status_code == 200
+    gw.stop()
+    (rec,) = gw.records()
+    text = rec["prompt"][0]["content"]
+    assert "dana@example.com" not in text and "[EMAIL]" in text and "[PHONE]" in text, text
