@@ -82,11 +82,13 @@ def _export_args(p) -> None:
     p.add_argument("--margin", type=float, default=0.05, metavar="NATS",
                    help="non-inferiority: sft_loglik (nats/token) a variant may lose against merged (default 0.05)")
     p.add_argument("--guard", action="append", metavar="METRIC=DROP",
-                   help="guard metric and its allowed drop (repeatable; default preference_accuracy=0.05)")
+                   help="guard metric and its allowed drop (repeatable; default preference_margin_norm=0.05)")
     p.add_argument("--set", action="append", metavar="KEY=VALUE",
                    help="eval/gate override for the variants' evaluation, e.g. eval.max_examples=200 (repeatable)")
     p.add_argument("--bench-tokens", type=int, default=16, metavar="N",
                    help="greedy tokens per prompt when measuring tokens/s and latency (default 16)")
+    p.add_argument("--threads", type=int, default=None, metavar="N",
+                   help="torch CPU threads for the export (default torch's; 1 on a busy shared machine)")
     add_store(p)
 
 
