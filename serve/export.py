@@ -17,8 +17,10 @@ Writes, under `--out` (default RUN_DIR/export):
 Each variant is evaluated by the eval harness (`eval.harness.evaluate`) against the merged
 model on the run's snapshot, under a non-inferiority gate: primary `sft_loglik` with
 margin `-MARGIN` (the lower confidence bound of variant - merged, nats per token, must stay
-above -MARGIN) and guards (default `preference_accuracy` may not drop by more than 0.05).
-No improvement is asked for; `promote` here means "may be served in place of merged".
+above -MARGIN) and guards (default `preference_margin_norm` may not drop by more than 0.05
+nats per token; continuous metrics, because a 0/1 accuracy over a few hundred pairs cannot
+rule out small drops). No improvement is asked for; `promote` here means "may be served in
+place of merged". Nothing moves `production`.
 Size on disk and speed (batched greedy generation, tokens/s; one request at a time, p50
 latency) are measured on the machine that exports, and recorded with the decision in the
 store (serve/variants.py).
@@ -48,7 +50,7 @@ from serve.variants import Variant, folder_bytes, list_variants, record_variant
 VARIANTS = ("int8", "int4")
 INT4_GROUP_SIZE = 32
 DEFAULT_MARGIN = 0.05                      # nats per token a variant may lose against merged
-DEFAULT_GUARDS = {"preference_accuracy": 0.05}
+DEFAULT_GUARDS = {"preference_margin_norm": 0.05}   # nats per token, chosen - rejected
 BENCH_PROMPTS = [
     "What is the capital of France?",
     "Write one sentence about the sea.",
@@ -199,6 +201,7 @@ def bench(path: Path, model_cfg: dict | None = None, *, prompts: list[str] | Non
             "latency_p50_ms": 1000 * statistics.median(latencies),
             "bench": {"prompts": len(texts), "max_new_tokens": max_new_tokens, "batch": len(texts),
                       "decoding": "greedy", "device": "cpu", "threads": torch.get_num_threads(),
+                      "loadavg_1m": round(os.getloadavg()[0], 2),
                       "batched_s": round(batched, 4), "latencies_ms": [round(1000 * x, 1) for x in latencies]}}
 
 
@@ -276,8 +279,15 @@ def _speed(v: Variant) -> str:
 def export(run_ref: str, *, variants: list[str], out: str | None = None, gate: bool = True,
            store: str | None = None, wait: float = 10.0, margin: float = DEFAULT_MARGIN,
            guards: dict[str, float] | None = None, sets: list[str] | None = None,
-           bench_tokens: int = 16) -> tuple[Path, list[Variant]]:
-    """Write merged + variants under `out`, measure them, gate the variants, record every row."""
+           bench_tokens: int = 16, threads: int | None = None) -> tuple[Path, list[Variant]]:
+    """Write merged + variants under `out`, measure them, gate the variants, record every row.
+
+    `threads` sets torch's CPU threads for the whole export (on a shared machine, fewer
+    threads than cores avoids the spinning that makes CPU speed figures meaningless)."""
+    if threads:
+        import torch
+
+        torch.set_num_threads(int(threads))
     from signals.store import default_db
     from signals.store import store as open_store
     from train.rundir import RunError, read_run
@@ -366,6 +376,6 @@ def export_run(args) -> int:
                        store=args.store, wait=getattr(args, "wait", 10.0),
                        margin=getattr(args, "margin", DEFAULT_MARGIN),
                        guards=parse_guards(getattr(args, "guard", None)), sets=getattr(args, "set", None) or [],
-                       bench_tokens=getattr(args, "bench_tokens", 16))
+                       bench_tokens=getattr(args, "bench_tokens", 16), threads=getattr(args, "threads", None))
     print(format_table(rows[0].run_id, out, rows))
     return 0
