@@ -149,10 +149,14 @@ def write_variant(run, merged: Path, out: Path, name: str) -> tuple[Path, str, d
     qc, label = quant_config(name)
     dest = out / name
     tmp = _tmp_for(dest)
-    model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32,
-                                                 quantization_config=TorchAoConfig(qc))
-    model.save_pretrained(str(tmp / "model"))
-    AutoTokenizer.from_pretrained(str(merged)).save_pretrained(str(tmp / "model"))
+    try:
+        model = AutoModelForCausalLM.from_pretrained(str(merged), dtype=torch.float32,
+                                                     quantization_config=TorchAoConfig(qc))
+        model.save_pretrained(str(tmp / "model"))
+        AutoTokenizer.from_pretrained(str(merged)).save_pretrained(str(tmp / "model"))
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)        # no half-written variant left behind
+        raise
     qdict = json.loads((tmp / "model" / "config.json").read_text()).get("quantization_config") or {}
     del model
     m = run.manifest

@@ -135,3 +135,18 @@ def test_bad_input(good_run, tmp_path):  # noqa: F811
         parse_guards(["kto_auc"])
     with pytest.raises(ServeError, match="neither a run directory"):
         _export(tmp_path / "nope", tmp_path, variants=[])
+
+
+def test_a_variant_torchao_cannot_write_is_recorded_skipped(good_run, tmp_path, monkeypatch):  # noqa: F811
+    import serve.export as ex
+
+    def no_kernel(name):
+        raise NotImplementedError("Int4PlainInt32Tensor does not support device 'cpu' yet.")
+
+    monkeypatch.setattr(ex, "quant_config", no_kernel)
+    out, rows = _export(good_run, tmp_path, variants=["int4"])
+    row = _rows(tmp_path)["int4"]
+    assert row["decision"] == "skipped" and row["path"] is None and row["bytes"] is None
+    assert "does not support device 'cpu'" in row["reasons"][0]
+    assert not (out / "int4").exists() and not list(out.glob(".int4.tmp*"))
+    assert "skipped" in ex.format_table(rows[0].run_id, out, rows)
