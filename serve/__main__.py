@@ -1,7 +1,7 @@
 """`python -m serve VERB [options] [overrides]`: serve the promoted model, capture its use.
 
     python -m serve gateway                        # engine + gateway on 127.0.0.1:8080
-    python -m serve gateway engine.kind=url engine.url=http://127.0.0.1:8001 port=9000
+    python -m serve gateway engine.url=http://127.0.0.1:8001 port=9000
     python -m serve keys add support-app           # prints the key once; stores its hash
     python -m serve export RUN                     # merged model + int8/int4 variants, each gated
 
