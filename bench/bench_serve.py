@@ -2,6 +2,7 @@
 
     python bench/bench_serve.py                       # tiny model, 1 and 32 concurrent streams
     python bench/bench_serve.py --model models/smollm2-135m --requests 64 --max-tokens 32
+    python bench/bench_serve.py --variants-only --model models/smollm2-135m    # int8/int4 vs merged
 
 Starts `transformers serve` (serve.engine, as the gateway does) and the gateway
 (`python -m serve gateway engine.url=...`) on 127.0.0.1, then sends the same
@@ -11,6 +12,11 @@ the last byte for each, the gateway's added p50 (ms), and its throughput as a ra
 engine's (requests/s). Added latency is measured per request pair position, not across
 runs: p50(gateway) - p50(engine) over the same requests. Everything stays on loopback;
 the request count is bounded (--requests per round).
+
+Variants: the model is quantized as `python -m serve export` does (serve.export.write_variant:
+torchao int8 and int4 weight-only), and merged, int8 and int4 are timed in turn, `--rounds`
+times, with serve.export.bench (batched greedy tokens/s, one-prompt p50): the ratios to merged
+are medians over rounds.
 """
 
 from __future__ import annotations
@@ -63,7 +69,50 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3)
     ap.add_argument("--max-tokens", type=int, default=8)
     ap.add_argument("--concurrency", default="1,32")
+    ap.add_argument("--variants-only", action="store_true", help="only the int8/int4 vs merged part")
+    ap.add_argument("--no-variants", action="store_true", help="only the gateway part")
+    ap.add_argument("--threads", type=int, default=1, help="torch threads for the variants part")
     args = ap.parse_args()
+    model = Path(args.model).resolve() if args.model else None
+    if not args.variants_only:
+        gateway_part(args, model)
+    if not args.no_variants:
+        variants_part(args, model)
+
+
+def variants_part(args, model: Path | None) -> None:
+    from types import SimpleNamespace
+
+    import torch
+
+    from serve.export import bench, write_variant
+    from train.models import build_tiny
+
+    torch.set_num_threads(args.threads)
+    tmp = Path(tempfile.mkdtemp(prefix="bench-variants-"))
+    merged = model or build_tiny(tmp / "tiny")
+    run = SimpleNamespace(run_id="bench", manifest={}, snapshot_version=None, snapshot_path=None, run_dir=tmp)
+    paths = {"merged": merged}
+    for name in ("int8", "int4"):
+        vdir, _, _ = write_variant(run, merged, tmp, name)
+        paths[name] = vdir / "model"
+    size = {k: sum(f.stat().st_size for f in Path(p).glob("*.safetensors")) / 2**20 for k, p in paths.items()}
+    rows = {k: [] for k in paths}
+    for _ in range(args.rounds):
+        for name, path in paths.items():
+            rows[name].append(bench(path, max_new_tokens=16))
+    print(f"variants of {Path(merged).name}: {args.rounds} rounds, 4 prompts x 16 greedy tokens, "
+          f"{args.threads} thread(s), load {os.getloadavg()[0]:.2f}")
+    print(f"{'variant':8} {'weights MB':>10} {'tokens/s':>9} {'vs merged':>9} {'p50 ms':>8} {'vs merged':>9}")
+    base = {k: statistics.median(r[k] for r in rows["merged"]) for k in ("tokens_per_s", "latency_p50_ms")}
+    for name, rs in rows.items():
+        tps = statistics.median(r["tokens_per_s"] for r in rs)
+        p50 = statistics.median(r["latency_p50_ms"] for r in rs)
+        print(f"{name:8} {size[name]:10.1f} {tps:9.1f} {tps / base['tokens_per_s']:8.2f}x {p50:8.0f} "
+              f"{p50 / base['latency_p50_ms']:8.2f}x")
+
+
+def gateway_part(args, model: Path | None) -> None:
 
     from omegaconf import OmegaConf
 
@@ -74,7 +123,7 @@ def main() -> None:
     from train.models import build_tiny
 
     tmp = Path(tempfile.mkdtemp(prefix="bench-serve-"))
-    model = Path(args.model).resolve() if args.model else build_tiny(tmp / "tiny")
+    model = model or build_tiny(tmp / "tiny")
     engine = Engine.from_config(OmegaConf.structured(EngineSettings(port=free_port())), log_dir=tmp)
     engine.start()
     write_pointer(tmp / "runs", "production", "bench-run", model)
