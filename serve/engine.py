@@ -57,6 +57,7 @@ class Engine:
                 raise ServeError("engine.kind=vllm needs engine.base_model (the model LoRA runs are served on)")
             command = [python, "-m", "vllm.entrypoints.openai.api_server", "--model", str(ecfg.base_model),
                        "--host", host, "--port", str(port), "--enable-lora", "--max-lora-rank", "64",
+                       "--max-loras", "2",      # production and canary adapters in the same batch
                        "--dtype", "bfloat16" if str(ecfg.dtype) == "auto" else str(ecfg.dtype)]
             env.setdefault("VLLM_ALLOW_RUNTIME_LORA_UPDATING", "True")
             env.setdefault("VLLM_CPU_KVCACHE_SPACE", "2")
