@@ -101,5 +101,9 @@ VERBS = {
 
 SUMMARY = "Serve the promoted model through an existing engine and capture every interaction."
 
+def main(argv: list[str] | None = None) -> int:
+    return run_cli("python -m serve", SUMMARY, VERBS, argv, default="gateway")
+
+
 if __name__ == "__main__":
-    sys.exit(run_cli("python -m serve", SUMMARY, VERBS, default="gateway"))
+    sys.exit(main())
