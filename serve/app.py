@@ -90,7 +90,8 @@ class Gateway:
         self.suppressed.reload()
         for alias, target in self.routes.changed().items():
             if target is not None:
-                if self.engine.kind == "vllm" and not target.peft and target.model_path != self.engine.base_model:
+                if self.engine.kind == "vllm" and not target.peft and \
+                        Path(target.model_path).resolve() != Path(str(self.engine.base_model)).resolve():
                     raise ServeError(f"run {target.run_id} is a full model; this vLLM engine serves "
                                      f"{self.engine.base_model} and its LoRA adapters (export it and serve it "
                                      "from its own engine)")
@@ -407,7 +408,8 @@ def run_gateway(cfg) -> int:
         print(f"serve: gateway on http://{cfg.host}:{cfg.port} (landing {cfg.capture.landing}, "
               f"{len(gateway.keys)} API key(s), canary share {cfg.canary_share:g})", flush=True)
         uvicorn.run(build_app(gateway), host=str(cfg.host), port=int(cfg.port), log_level="warning",
-                    access_log=False, loop="uvloop", http="httptools")
+                    access_log=False, loop="uvloop", http="httptools",
+                    timeout_keep_alive=75)     # > clients' pool idle time: no POST on a connection being closed
     finally:
         engine.stop()
     return 0
