@@ -74,6 +74,7 @@ class Capture:
         self.queue: queue.Queue = queue.Queue(maxsize=max(1, int(queue_size)))
         self.written = 0
         self.dropped = 0
+        self.failed = 0                  # records whose builder raised (an engine answer that did not parse)
         self.published: list[Path] = publish_orphans(self.landing)
         self._file = None
         self._path: Path | None = None
@@ -83,8 +84,9 @@ class Capture:
         self._thread = threading.Thread(target=self._run, name="capture-writer", daemon=True)
         self._thread.start()
 
-    def submit(self, record: dict) -> bool:
-        """Queue one record; never blocks. False when the queue is full (the line is dropped)."""
+    def submit(self, record) -> bool:
+        """Queue one record (a dict, or a function the writer calls to build it); never blocks.
+        False when the queue is full (the line is dropped)."""
         try:
             self.queue.put_nowait(record)
             return True
@@ -93,7 +95,7 @@ class Capture:
             return False
 
     def stats(self) -> dict:
-        return {"written": self.written, "dropped": self.dropped, "queued": self.queue.qsize(),
+        return {"written": self.written, "dropped": self.dropped, "failed": self.failed, "queued": self.queue.qsize(),
                 "file": str(self._path) if self._path else None}
 
     def close(self, timeout: float = 30.0) -> None:
@@ -125,7 +127,16 @@ class Capture:
             self._path.unlink()
         self._file = self._path = None
 
-    def _write(self, records: list[dict]) -> None:
+    def _write(self, records: list) -> None:
+        built = []
+        for r in records:
+            try:
+                built.append(r() if callable(r) else r)     # built here, off the request path
+            except Exception:  # noqa: BLE001 - one unparsable answer must not stop the writer
+                self.failed += 1
+        records = built
+        if not records:
+            return
         day = datetime.now(UTC).strftime("%Y-%m-%d")
         if self._file is None or day != self._day or time.monotonic() - self._opened >= self.rotate_s:
             self._open(day)
