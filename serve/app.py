@@ -126,6 +126,14 @@ class Gateway:
                 status_code=429, headers={"Retry-After": str(max(1, round(wait)))})
         return app, None
 
+    async def admit(self, request) -> tuple[str | None, object, object]:
+        """(app, JSON body, None), or (None, None, the 401/429/413/400 response)."""
+        app, refusal = self.authorize(request)
+        if refusal:
+            return None, None, refusal
+        body, bad = await self.read_json(request)
+        return (None, None, bad) if bad else (app, body, None)
+
     async def read_json(self, request) -> tuple[object, object]:
         """(body, None) or (None, 413/400): the size is checked before and while reading."""
         limit = int(self.cfg.limits.max_body_bytes)
@@ -159,18 +167,15 @@ class Gateway:
                 "task": pick(meta.get("task"), h.get("x-task")),
                 "metadata": {k: v for k, v in meta.items() if k not in ("user_id", "session_id", "task")}}
 
-    def record(self, rec: dict, user_id: str | None) -> bool:
-        """Queue a record unless its user is suppressed; True when it was queued."""
+    def record(self, rec, user_id: str | None) -> bool:
+        """Queue a record (or a function the writer calls to build it) unless its user is
+        suppressed; True when it was queued."""
         if self.capture is None:
             return False
         if self.suppressed.contains(user_id):
             self.not_logged += 1
             return False
         return self.capture.submit(rec)
-
-    def record_later(self, build, user_id: str | None) -> bool:
-        """Queue `build` (returns the record; run by the writer thread) unless the user is suppressed."""
-        return self.record(build, user_id)
 
     def redact(self, messages, completion: str):
         if not self.cfg.capture.redact_pii:
@@ -203,12 +208,9 @@ async def chat(request):
     from starlette.responses import Response, StreamingResponse
 
     gw: Gateway = request.app.state.gateway
-    app_name, refusal = gw.authorize(request)
+    app_name, body, refusal = await gw.admit(request)
     if refusal:
         return refusal
-    body, bad = await gw.read_json(request)
-    if bad:
-        return bad
     if not isinstance(body, dict) or not isinstance(body.get("messages"), list) or not body["messages"]:
         return error(400, "body must be a JSON object with a non-empty `messages` list", "invalid_request")
     who = gw.who(request, body)
@@ -257,7 +259,7 @@ async def chat(request):
             r.release()
         if r.status != 200:
             return Response(content, status_code=r.status, media_type="application/json", headers=headers)
-        gw.record_later(lambda: record(content, False, None, time.perf_counter() - started), who["user_id"])
+        gw.record(lambda: record(content, False, None, time.perf_counter() - started), who["user_id"])
         body_out = inject + content.lstrip()[1:].replace(engine_name, run_name, 1)
         return Response(body_out, media_type="application/json", headers=headers)
 
@@ -282,7 +284,7 @@ async def chat(request):
         finally:
             r.release()
         latency = time.perf_counter() - started
-        gw.record_later(lambda: record(b"".join(raw), True, ttft, latency), who["user_id"])
+        gw.record(lambda: record(b"".join(raw), True, ttft, latency), who["user_id"])
 
     return StreamingResponse(relay(), media_type="text/event-stream", headers=headers)
 
@@ -319,12 +321,9 @@ async def feedback(request):
     from starlette.responses import JSONResponse
 
     gw: Gateway = request.app.state.gateway
-    app_name, refusal = gw.authorize(request)
+    app_name, body, refusal = await gw.admit(request)
     if refusal:
         return refusal
-    body, bad = await gw.read_json(request)
-    if bad:
-        return bad
     events = body.get("events") if isinstance(body, dict) and "events" in body else [body]
     if not isinstance(events, list) or not events or len(events) > 1000:
         return error(422, "send one event object, or {\"events\": [...]} with 1 to 1000 events", "invalid_event")
