@@ -148,13 +148,13 @@ def _text_size(path: Path) -> tuple[int, int]:
     return path.stat().st_size, 0
 
 
-def _lost_lines(con, path: Path) -> bool:
+def _lost_lines(con, path: Path, table: str = "rec_t") -> bool:
     """True when DuckDB's reading of `path` lost text: a line longer than its scan buffer
     vanishes without a reject (DuckDB 2.0.1), so the bytes of the lines read (plus one line
     end each) must add up to the file's size, allowing for stripped carriage returns, a BOM
     and a missing final newline. Costs one aggregate over rec_t; a mismatch (also any
     multi-member .gz) only sends the file through the slower cleaned copy."""
-    n, total = con.execute("SELECT count(*), coalesce(sum(nbytes), 0) FROM rec_t").fetchone()
+    n, total = con.execute(f"SELECT count(*), coalesce(sum(nbytes), 0) FROM {table}").fetchone()
     size, modulus = _text_size(path)
     deficit = size - total - n
     if modulus:
@@ -303,6 +303,45 @@ def _stage_csv_duckdb(con, path: Path, max_chars: int) -> None:
 STAGERS = {"jsonl": stage_jsonl, "json": stage_json, "parquet": stage_parquet, "csv": stage_csv}
 
 
+def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int, tmp: Path) -> None:
+    """A source mapping written in SQL (`sql:`, signals/sources.py): the file's lines go to
+    src_t as text (rowid + 1 is the line number), the mapping's SELECT over view src(ln, line)
+    writes native JSON lines to raw_lines, then stage 1 runs as for a native file. Lines DuckDB
+    cannot read (invalid UTF-8, over-long) come from a cleaned copy as quarantine markers."""
+    from signals import sources
+
+    def read(p: Path) -> int:
+        max_line = max(1 << 21, 4 * max_chars + 16)
+        con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE src_t AS SELECT line, strlen(line) AS nbytes FROM read_csv("
+                    f"{_literal(duck_path(p))}, columns = {{'line': 'VARCHAR'}}, delim = {_literal(DELIM)}, "
+                    f"quote = '', escape = '', header = false, auto_detect = false, hive_partitioning = false, "
+                    f"max_line_size = {max_line}, buffer_size = {max(1 << 25, 2 * max_line)}, store_rejects = true, "
+                    "rejects_table = 'ingest_rejects', rejects_scan = 'ingest_scans')")
+        return con.execute("SELECT count(*) FROM ingest_rejects").fetchone()[0]
+
+    try:
+        rejected = read(path)
+    except duckdb.InvalidInputException:
+        rejected = True
+    if rejected or _lost_lines(con, path, "src_t"):
+        clean = tmp / "clean.jsonl"
+        _clean_copy(path, clean, max_chars)
+        if read(clean):
+            raise IngestError(f"{path}: unreadable even after cleaning")
+    con.execute("SET VARIABLE source_params = ?::JSON", [json.dumps(mapping.get("params") or {})])
+    con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT rowid + 1 AS ln, line FROM src_t "
+                "WHERE regexp_matches(line, '\\S') AND NOT starts_with(line, '{\"_reject\"')")
+    con.execute(sources.sql_macros())
+    con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT line FROM ({sources.sql_query(mapping)}) "
+                "UNION ALL SELECT json_merge_patch(line, json_object('_source_row', rowid + 1))::VARCHAR "
+                "FROM src_t WHERE starts_with(line, '{\"_reject\"')")
+    con.execute("DROP VIEW src; DROP TABLE src_t")
+    con.execute("CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM raw_lines")
+    con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT rowid + 1 AS ln, line FROM raw_lines")
+    _parse(con)
+
+
 # ---------------------------------------------------------------- one file
 
 def _setup(con) -> None:
@@ -320,6 +359,7 @@ CORRUPT = (gzip.BadGzipFile, EOFError, zlib.error, tarfile.TarError, UnicodeDeco
 cannot scan): the file is recorded as corrupt and ingest goes on with the next one."""
 
 _TEMP = ("DROP VIEW IF EXISTS rec; DROP VIEW IF EXISTS raw_input; DROP VIEW IF EXISTS raw_src; "
+         "DROP VIEW IF EXISTS src; DROP TABLE IF EXISTS src_t; "
          "DROP TABLE IF EXISTS raw_lines; DROP TABLE IF EXISTS rec_t; DROP TABLE IF EXISTS fb; "
          "DROP TABLE IF EXISTS ist; DROP TABLE IF EXISTS fst; DROP TABLE IF EXISTS conflict_lines")
 
@@ -361,7 +401,9 @@ def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = 
         con.execute("SET VARIABLE max_record_chars = ?", [max_chars])
         try:
             try:
-                if mapping is not None:
+                if mapping is not None and "sql" in mapping:
+                    stage_sql_mapping(con, mapping, path, max_chars, tmp)
+                elif mapping is not None:
                     mapped = tmp / "mapped.jsonl"
                     sources.apply_mapping(mapping, path, mapped)
                     stage_jsonl(con, mapped, max_chars, tmp)

@@ -23,7 +23,16 @@ Conditions: `{path: P, equals: V}`, `{path: P, in: [V, ...]}`, `{nonempty: e}`,
 `{equal: [e1, e2]}`, `{not: COND}`, `{all: [COND, ...]}`, `{any: [COND, ...]}`.
 A path that is missing (without a default) sends the input record to quarantine
 (`mapping_error`, naming the field); the native records then go through the same
-validation as any native file.
+validation as any native file. Paths also take negative indices and slices (`$.messages[-1]`,
+`$.messages[:-1]`), for chat logs whose last message is the answer.
+
+A mapping may instead be one DuckDB `sql:` SELECT (fast: no Python per record; the tracing-tool
+importers use it). It reads view `src(ln, line)` (the file's lines, `ln` the line number) and
+returns column `line`: native records as JSON, each with `_source_row`, or quarantine markers
+from `reject(ln, field, detail, raw)` / `not_json(ln, raw)`. `params:` in the YAML is bound
+as `getvariable('source_params')`, and `rules('scores')` lists params.scores as (rule_name,
+rule) rows. Helpers: signals/sql/source_macros.sql. A SQL mapping is code: use one from
+conf/source/ or a file you trust, as you would a Python module.
 """
 
 from __future__ import annotations
@@ -71,17 +80,50 @@ def load_mapping(name_or_path: str) -> dict:
         for i, item in enumerate(m.get(section) or []):
             if not isinstance(item, dict):
                 problems.append(f"{section}[{i}] must be a mapping of native field -> expression")
-    if not (m.get("interactions") or m.get("feedback")):
+    if "sql" in m:
+        if m.get("interactions") or m.get("feedback"):
+            problems.append("sql: replaces interactions: and feedback:, not both")
+        if m.get("reader", "jsonl") != "jsonl":
+            problems.append("a sql: mapping reads JSON lines (reader: jsonl)")
+        if not isinstance(m["sql"], str) or (why := _one_select(m["sql"])):
+            problems.append(f"sql: must be one SELECT statement ({why or 'not text'})")
+    elif not (m.get("interactions") or m.get("feedback")):
         problems.append("needs at least one of interactions:, feedback:")
+    if not isinstance(m.get("params", {}), dict):
+        problems.append("params: must be a mapping")
     if problems:
         raise ValueError(f"{p}: " + "; ".join(problems))
     m["_file"] = str(p)
     return m
 
 
+def _one_select(text: str) -> str:
+    """What is wrong with `text` as one SELECT ('' when nothing)."""
+    import duckdb
+
+    try:
+        stmts = duckdb.connect().extract_statements(text)
+    except duckdb.Error as e:
+        return str(e).splitlines()[0]
+    if len(stmts) != 1 or stmts[0].type != duckdb.StatementType.SELECT:
+        return f"{len(stmts)} statement(s) of type {', '.join(str(s.type) for s in stmts)}"
+    return ""
+
+
+def sql_macros() -> str:
+    from importlib import resources
+
+    return resources.files("signals.sql").joinpath("source_macros.sql").read_text()
+
+
+def sql_query(mapping: dict) -> str:
+    """The mapping's SELECT (checked at load time to be exactly one)."""
+    return mapping["sql"].strip().rstrip(";")
+
+
 # ---------------------------------------------------------------- paths, expressions, conditions
 
-_TOKEN = re.compile(r'\.([^.\[\]]+)|\[(\d+)\]|\["([^"]+)"\]')
+_TOKEN = re.compile(r'\.([^.\[\]]+)|\[(-?\d+)\]|\["([^"]+)"\]|\[(-?\d*):(-?\d*)\]')
 
 
 def get_path(rec, path: str):
@@ -93,10 +135,14 @@ def get_path(rec, path: str):
         m = _TOKEN.match(rest)
         if not m:
             raise ValueError(f"cannot parse path {path!r} at {rest!r}")
-        key, idx, quoted = m.groups()
+        key, idx, quoted, lo, hi = m.groups()
         rest = rest[m.end():]
-        if idx is not None:
-            if not isinstance(cur, list) or int(idx) >= len(cur):
+        if lo is not None:
+            if not isinstance(cur, list):
+                return MISSING
+            cur = cur[int(lo) if lo else None:int(hi) if hi else None]
+        elif idx is not None:
+            if not isinstance(cur, list) or not -len(cur) <= int(idx) < len(cur):
                 return MISSING
             cur = cur[int(idx)]
         else:
