@@ -375,8 +375,8 @@ def _metrics(splits, base, cand, outcomes, boot, ecfg):
         def acc(m):
             return np.where(m > 0, 1.0, np.where(m < 0, 0.0, 0.5))
 
-        metrics += [paired_mean("preference_accuracy", acc(bm), acc(cm), boot),
-                    paired_mean("preference_accuracy_norm", acc(bn), acc(cn), boot),
+        metrics += [paired_mean("preference_accuracy", acc(bm), acc(cm), boot, bounds=(0, 1)),
+                    paired_mean("preference_accuracy_norm", acc(bn), acc(cn), boot, bounds=(0, 1)),
                     paired_mean("preference_margin", bm, cm, boot, unit="nats (sum)"),
                     paired_mean("preference_margin_norm", bn, cn, boot, unit="nats per token")]
         tables["pref"] = {**extras(rows), "chosen_tokens": b["nt_c"], "rejected_tokens": b["nt_r"],
@@ -410,7 +410,8 @@ def _metrics(splits, base, cand, outcomes, boot, ecfg):
                                         losses=int((out == 0).sum())))
         if all(o["cand_score"] is not None for o in outcomes):
             metrics.append(paired_mean("judge_score", [o["base_score"] for o in outcomes],
-                                       [o["cand_score"] for o in outcomes], boot, judge=judge))
+                                       [o["cand_score"] for o in outcomes], boot, judge=judge,
+                                       bounds=(0, 1) if judge == "rules" else None))   # rules: share of checks
         tables["winrate"] = {**extras(rows),
                              "prompt": [json.dumps(r["prompt"]) for r in rows],
                              "base_answer": base["gen"], "cand_answer": cand["gen"], "outcome": out,
