@@ -17,6 +17,12 @@ on a shared machine comes in bursts). Then, unless --scale 0, the same (a) once 
 events, to show time (against the median 1x time) and memory stay linear/bounded.
 Targets (issue 3): at 1M, (a) <= 2x (b), (a) >= 10x (c), RSS < 2 GiB; at 5M, (a) <= 5.5x its
 1M time, RSS < 3 GiB.
+Then (issue 18) the same events written as a tracing tool exports them, ingested with its
+source mapping, each once: (d) Langfuse (GENERATION observations + scores, one a line) and
+(e) OpenTelemetry GenAI (OTLP/JSON lines of 8 spans; feedback as gen_ai.evaluation.result
+events on the spans). Target: time per record <= 2x (a)'s.
+
+    .venv/bin/python bench/bench_ingest.py --scale 0 --repeat 1 --python-events 0   # native + importers only
 """
 
 from __future__ import annotations
@@ -93,6 +99,91 @@ def generate(root: Path, n_events: int, seed: int = 0) -> tuple[int, int]:
     return n_inter, n_fb
 
 
+def _native_lines(root: Path):
+    for stream in ("interactions", "feedback"):
+        for path in sorted((root / stream).glob("*.jsonl")):
+            with open(path) as f:
+                for line in f:
+                    yield stream, json.loads(line)
+
+
+def _iso(ms: float) -> str:
+    import datetime as dt
+
+    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+
+
+LANGFUSE_SCORE = {"accept": ("user-feedback", "BOOLEAN", 1, "True"), "reject": ("user-feedback", "BOOLEAN", 0, "False"),
+                  "choose": ("user-feedback", "BOOLEAN", 1, "True"), "rate": ("rating", "NUMERIC", None, None),
+                  "edit": ("correction", "CORRECTION", None, None)}
+
+
+def generate_langfuse(native: Path, out: Path) -> int:
+    """The native events as a Langfuse export: each interaction a GENERATION observation, each
+    event a score on it (choose, which Langfuse has no score for, becomes a thumbs up)."""
+    out.mkdir(parents=True)
+    files = {s: open(out / f"{s}.jsonl", "w") for s in ("observations", "scores")}
+    n = 0
+    for stream, r in _native_lines(native):
+        if stream == "interactions":
+            rec = {"id": r["interaction_id"], "traceId": "t" + r["interaction_id"], "type": "GENERATION",
+                   "name": r["task"], "startTime": _iso(r["ts"] * 1000), "model": r["model_id"],
+                   "input": r["prompt"], "output": {"role": "assistant", "content": r["completion"]},
+                   "metadata": r["metadata"], "level": "DEFAULT"}
+            files["observations"].write(json.dumps(rec) + "\n")
+        else:
+            name, dtype, value, sval = LANGFUSE_SCORE[r["kind"]]
+            rec = {"id": r["event_id"], "traceId": "t" + r["interaction_id"], "observationId": r["interaction_id"],
+                   "name": name, "dataType": dtype, "timestamp": _iso(r["ts"]), "source": "API",
+                   "value": r.get("score", value), "stringValue": r.get("edited_text", sval)}
+            files["scores"].write(json.dumps(rec) + "\n")
+        n += 1
+    for f in files.values():
+        f.close()
+    return n
+
+
+def _attr(k, v) -> dict:
+    return {"key": k, "value": {"doubleValue": v} if isinstance(v, float) else {"stringValue": v}}
+
+
+def generate_otel(native: Path, out: Path, per_line: int = 8) -> int:
+    """The native events as OTLP/JSON lines: each interaction a chat span (messages in
+    gen_ai.input/output.messages), each event a gen_ai.evaluation.result event on its span."""
+    evals: dict[str, list] = {}
+    inters = []
+    for stream, r in _native_lines(native):
+        if stream == "interactions":
+            inters.append(r)
+        else:
+            label = {"accept": "pass", "choose": "pass", "reject": "fail", "edit": "fail"}.get(r["kind"])
+            ev = [_attr("gen_ai.evaluation.name", "helpfulness" if label is None else "user_feedback")]
+            ev.append(_attr("gen_ai.evaluation.score.value", float(r["score"])) if label is None
+                      else _attr("gen_ai.evaluation.score.label", label))
+            evals.setdefault(r["interaction_id"], []).append(
+                {"timeUnixNano": str(r["ts"] * 1_000_000), "name": "gen_ai.evaluation.result", "attributes": ev})
+    out.mkdir(parents=True)
+    n = 0
+    with open(out / "spans.jsonl", "w") as f:
+        for k in range(0, len(inters), per_line):
+            spans = []
+            for r in inters[k:k + per_line]:
+                msgs = [{"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]} for m in r["prompt"]]
+                spans.append({"traceId": f"{int(r['interaction_id'][1:]):032x}", "spanId": f"{int(r['interaction_id'][1:]):016x}",
+                              "parentSpanId": "", "name": "chat m-v3", "kind": 3,
+                              "startTimeUnixNano": str(r["ts"] * 1_000_000_000), "endTimeUnixNano": str(r["ts"] * 1_000_000_000 + 1),
+                              "attributes": [_attr("gen_ai.operation.name", "chat"), _attr("gen_ai.request.model", r["model_id"]),
+                                             _attr("user.id", r["user_id"]), _attr("gen_ai.conversation.id", r["session_id"]),
+                                             _attr("gen_ai.input.messages", json.dumps(msgs)),
+                                             _attr("gen_ai.output.messages", json.dumps([{"role": "assistant", "parts": [
+                                                 {"type": "text", "content": r["completion"]}], "finish_reason": "stop"}]))],
+                              "events": evals.get(r["interaction_id"], []), "status": {}})
+                n += 1 + len(evals.get(r["interaction_id"], []))
+            f.write(json.dumps({"resourceSpans": [{"resource": {"attributes": [_attr("service.name", "support-reply")]},
+                                                   "scopeSpans": [{"scope": {"name": "bench"}, "spans": spans}]}]}) + "\n")
+    return n
+
+
 # ---------------------------------------------------------------- the three contenders, as child programs
 
 CHILD = {
@@ -101,6 +192,12 @@ import json, resource, sys, time
 from signals.__main__ import main
 t = time.perf_counter()
 code = main(["ingest", sys.argv[1], "--store", sys.argv[2], "--json", "--wait", "0"])
+""",
+    "import": """
+import json, resource, sys, time
+from signals.__main__ import main
+t = time.perf_counter()
+code = main(["ingest", sys.argv[1], "--store", sys.argv[2], "--json", "--wait", "0", "--source", sys.argv[3]])
 """,
     "floor": """
 import duckdb, json, resource, sys, time
@@ -159,6 +256,11 @@ def run_child(kind: str, data: Path, db: Path, *extra) -> dict:
     if r.returncode != 0 or not line:
         raise SystemExit(f"{kind} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
     out = json.loads(line[-1][5:])
+    if kind == "import":
+        text = r.stdout[: r.stdout.index("BENCH")]
+        summary = json.loads(text[text.index("{\n"):])
+        out["stored"] = summary["interactions"] + summary["feedback"]
+        out["quarantined"] = summary["quarantined"]
     if kind == "ingest":
         text = r.stdout[: r.stdout.index("BENCH")]
         summary = json.loads(text[text.index("{\n"):])             # the --json summary (progress goes to stderr)
@@ -187,6 +289,8 @@ def main() -> None:
     ap.add_argument("--python-events", type=int, default=100_000, help="events the Python loader runs on")
     ap.add_argument("--repeat", type=int, default=3, help="runs of (a) and (b) at N events, interleaved; medians reported")
     ap.add_argument("--workdir", default=None, help="where to write the data (default: a temp dir)")
+    ap.add_argument("--importers", default="langfuse,otel-genai",
+                    help="comma-separated importer rows after (c): langfuse, otel-genai ('' for none)")
     args = ap.parse_args()
     work = Path(args.workdir or tempfile.mkdtemp(prefix="bench-ingest-"))
     print(f"# bench_ingest: {os.cpu_count()} CPUs, work dir {work}")
@@ -206,18 +310,34 @@ def main() -> None:
             if args.repeat > 1:
                 print(f"  run {i + 1}: (a) {runs_a[-1]['seconds']:.2f} s  (b) {runs_b[-1]['seconds']:.2f} s")
         a, b = median_run(runs_a), median_run(runs_b)
-        c = run_child("python", data, work / "c.duckdb", args.python_events)
         rate = lambda r, n: n / r["seconds"]  # noqa: E731
-        c_time = args.events / rate(c, args.python_events)
+        ok = lambda cond: "OK" if cond else "MISSED"  # noqa: E731
         print(f"(a) signals ingest      {a['seconds']:8.2f} s  {rate(a, args.events):>10,.0f} events/s  peak RSS {a['rss_gib']:.2f} GiB")
         print(f"(b) read_json CTAS floor {b['seconds']:7.2f} s  {rate(b, args.events):>10,.0f} events/s  peak RSS {b['rss_gib']:.2f} GiB")
-        print(f"(c) Python loader       {c_time:8.2f} s  {rate(c, args.python_events):>10,.0f} events/s  peak RSS "
-              f"{c['rss_gib']:.2f} GiB  (measured on {args.python_events:,} events, extrapolated)")
-        ab, ca = a["seconds"] / b["seconds"], c_time / a["seconds"]
-        ok = lambda cond: "OK" if cond else "MISSED"  # noqa: E731
+        if args.python_events:
+            c = run_child("python", data, work / "c.duckdb", args.python_events)
+            c_time = args.events / rate(c, args.python_events)
+            print(f"(c) Python loader       {c_time:8.2f} s  {rate(c, args.python_events):>10,.0f} events/s  peak RSS "
+                  f"{c['rss_gib']:.2f} GiB  (measured on {args.python_events:,} events, extrapolated)")
+        ab = a["seconds"] / b["seconds"]
         print(f"(a)/(b) = {ab:.2f}x  (target <= 2x)   {ok(ab <= 2)}")
-        print(f"(c)/(a) = {ca:.1f}x  (target >= 10x)  {ok(ca >= 10)}")
+        if args.python_events:
+            ca = c_time / a["seconds"]
+            print(f"(c)/(a) = {ca:.1f}x  (target >= 10x)  {ok(ca >= 10)}")
         print(f"peak RSS (a) = {a['rss_gib']:.2f} GiB (target < 2 GiB)  {ok(a['rss_gib'] < 2)}")
+        per_a = a["seconds"] / args.events * 1e6
+        for row, source in zip("de", [x for x in args.importers.split(",") if x], strict=False):
+            gen = {"langfuse": generate_langfuse, "otel-genai": generate_otel}[source]
+            t = time.perf_counter()
+            n = gen(data, work / source)
+            print(f"generated {n:,} records as {source} in {time.perf_counter() - t:.0f}s")
+            d = run_child("import", work / source, work / f"{row}.duckdb", source)
+            assert d["stored"] == n == args.events and d["quarantined"] == 0, d
+            shutil.rmtree(work / source)
+            per = d["seconds"] / n * 1e6
+            print(f"({row}) ingest --source {source:<10} {d['seconds']:8.2f} s  {rate(d, n):>10,.0f} records/s  "
+                  f"peak RSS {d['rss_gib']:.2f} GiB  {per:.1f} us/record = {per / per_a:.2f}x (a)  "
+                  f"(target <= 2x)  {ok(per / per_a <= 2)}")
         if args.scale:
             shutil.rmtree(data)
             big = args.events * args.scale

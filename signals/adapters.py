@@ -128,4 +128,30 @@ def read_mlqe_da(path: Path):
                 yield n, rec, raw, None
 
 
-READERS = {"jsonl": read_jsonl, "json": read_json, "mlqe-pe": read_mlqe_pe, "mlqe-da": read_mlqe_da}
+def read_table(path: Path):
+    """Rows of a Parquet file, of an Arrow file (`datasets` save_to_disk writes
+    data-*.arrow as an Arrow stream) or JSON lines; row = 1-based row number."""
+    name = path.name.lower()
+    if not name.endswith((".parquet", ".arrow")):
+        yield from read_jsonl(path)
+        return
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    if name.endswith(".parquet"):
+        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+    else:
+        try:
+            batches = iter(pa.ipc.open_stream(pa.memory_map(str(path))))
+        except pa.ArrowInvalid:
+            batches = (b for f in [pa.ipc.open_file(pa.memory_map(str(path)))] for b in
+                       (f.get_batch(i) for i in range(f.num_record_batches)))
+    n = 0
+    for batch in batches:
+        for rec in batch.to_pylist():
+            n += 1
+            yield n, rec, json.dumps(rec, ensure_ascii=False, default=str), None
+
+
+READERS = {"jsonl": read_jsonl, "json": read_json, "mlqe-pe": read_mlqe_pe, "mlqe-da": read_mlqe_da,
+           "table": read_table}

@@ -478,6 +478,8 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
     extra = tuple(mapping.get("suffixes", ())) if mapping else ()
     links: list[Path] = []
     files = discover(paths, extra, follow_symlinks=follow_symlinks, skipped=links)
+    if mapping and mapping.get("only_suffixes"):     # e.g. a save_to_disk folder: data-*.arrow, not state.json
+        files = [f for f in files if f.name.lower().endswith(extra)]
     db = str(db or default_db())
     con = open_store(db, wait=wait)
     try:

@@ -322,7 +322,133 @@ def mean(xs) -> float:
     return sum(xs) / len(xs)
 
 
+def _text(content) -> str:
+    """A message's content as text: a string, or the text parts of a list ([{type: text, text}])."""
+    if isinstance(content, str):
+        return content
+    if isinstance(content, list):
+        parts = [p.get("text", p.get("content")) for p in content if isinstance(p, dict) and p.get("type") in ("text", None)]
+        if parts and all(isinstance(p, str) for p in parts):
+            return "".join(parts)
+    raise ValueError(f"message content is not text: {json.dumps(content, ensure_ascii=False)[:200]}")
+
+
+_LC_ROLES = {"HumanMessage": "user", "human": "user", "AIMessage": "assistant", "ai": "assistant",
+             "SystemMessage": "system", "system": "system", "ToolMessage": "tool", "tool": "tool",
+             "AIMessageChunk": "assistant", "ChatMessage": None, "user": "user", "assistant": "assistant"}
+
+
+def _message(m) -> dict:
+    """{role, content} from an OpenAI-style message or a LangChain one (serialized
+    {lc, id: [..., "HumanMessage"], kwargs: {content}} or {type: human, content})."""
+    if not isinstance(m, dict):
+        raise ValueError(f"a message must be an object, got {type(m).__name__}")
+    if "role" in m and "content" in m:
+        return {"role": m["role"], "content": _text(m["content"])}
+    if m.get("lc") and isinstance(m.get("kwargs"), dict):
+        role = _LC_ROLES.get((m.get("id") or [""])[-1]) or m["kwargs"].get("role")
+        return {"role": role, "content": _text(m["kwargs"].get("content"))}
+    if "type" in m and "content" in m:
+        return {"role": _LC_ROLES.get(m["type"], m["type"]), "content": _text(m["content"])}
+    raise ValueError(f"not a chat message: {json.dumps(m, ensure_ascii=False)[:200]}")
+
+
+def chat(messages) -> list[dict]:
+    """Chat messages reduced to {role, content} text (tool calls and weights dropped)."""
+    if isinstance(messages, str):
+        return [{"role": "user", "content": messages}]
+    if not isinstance(messages, list) or not messages:
+        raise ValueError("expected a non-empty list of messages")
+    return [_message(m) for m in messages]
+
+
+def chat_prompt(messages) -> list[dict] | str:
+    """Every turn before the final assistant answer (a string stays one user turn)."""
+    if isinstance(messages, str):
+        return messages
+    msgs = chat(messages)
+    if msgs[-1]["role"] != "assistant" or len(msgs) < 2:
+        raise ValueError("the conversation does not end with an assistant answer after a prompt")
+    return msgs[:-1]
+
+
+def chat_answer(messages) -> str:
+    """The text of the final assistant message (or the string itself, for TRL's standard format)."""
+    if isinstance(messages, str):
+        return messages
+    last = chat(messages)[-1]
+    if last["role"] != "assistant":
+        raise ValueError(f"the last message is {last['role']!r}, not the assistant's answer")
+    return last["content"]
+
+
+def run_messages(inputs) -> list[dict] | str:
+    """A LangSmith run's inputs as chat messages: {messages: [...]} (OpenAI wrapper), {messages:
+    [[...]]} (LangChain chat model), {prompts: [str]} (LLM), or one text field (a chain)."""
+    if not isinstance(inputs, dict):
+        raise ValueError("inputs must be an object")
+    msgs = inputs.get("messages")
+    if isinstance(msgs, list) and msgs and isinstance(msgs[0], list):
+        msgs = msgs[0]
+    if isinstance(msgs, list) and msgs:
+        return chat(msgs)
+    prompts = inputs.get("prompts")
+    if isinstance(prompts, list) and prompts and isinstance(prompts[0], str):
+        return prompts[0]
+    for k in ("input", "question", "query", "prompt", "text"):
+        if isinstance(inputs.get(k), str):
+            return inputs[k]
+    raise ValueError(f"no messages, prompts or text field in inputs (keys: {sorted(inputs)[:10]})")
+
+
+def run_output(outputs) -> str:
+    """A LangSmith run's output text: generations[0][0] (LangChain), choices[0] (OpenAI), or one
+    text field (a chain)."""
+    if not isinstance(outputs, dict):
+        raise ValueError("the run has no outputs (it failed, or is still running)")
+    gens = outputs.get("generations")
+    if isinstance(gens, list) and gens:
+        g = gens[0][0] if isinstance(gens[0], list) and gens[0] else gens[0]
+        if isinstance(g, dict):
+            if isinstance(g.get("text"), str) and g["text"]:
+                return g["text"]
+            if isinstance(g.get("message"), dict):
+                return _message(g["message"])["content"]
+    choices = outputs.get("choices")
+    if isinstance(choices, list) and choices and isinstance(choices[0], dict):
+        return _message(choices[0].get("message") or {})["content"]
+    for k in ("output", "answer", "content", "text", "result"):
+        v = outputs.get(k)
+        if isinstance(v, str):
+            return v
+        if isinstance(v, dict) and "content" in v:
+            return _text(v["content"])
+    raise ValueError(f"no generations, choices or text field in outputs (keys: {sorted(outputs)[:10]})")
+
+
+def correction_text(c) -> str:
+    """A LangSmith correction as the edited text: a string, or its output/answer/content field."""
+    if isinstance(c, str):
+        return c
+    if isinstance(c, dict):
+        for k in ("output", "answer", "content", "text", "outputs"):
+            if k in c:
+                return correction_text(c[k])
+    raise ValueError("correction holds no text (expected a string or {output: ...})")
+
+
+def unmapped(what) -> None:
+    raise ValueError(f"{what} has no rule in this mapping (copy it and add one)")
+
+
 FUNCTIONS = {
+    "chat": chat,
+    "chat_prompt": chat_prompt,
+    "chat_answer": chat_answer,
+    "run_messages": run_messages,
+    "run_output": run_output,
+    "correction_text": correction_text,
+    "unmapped": unmapped,
     "hh_prompt": hh_prompt,
     "hh_last": hh_last,
     "hh_answer": hh_answer,
