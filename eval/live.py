@@ -1,0 +1,483 @@
+"""Live metrics: what users did with each served model's answers, and two models compared.
+
+    rows = daily_rates(con, models=["run-a", "run-b"], since="2026-01-01")
+    c = compare(con, "run-b", "run-a", metric="accept_rate", since="2026-01-01")
+    c.diff, c.ci_low, c.ci_high, c.pooled_diff, c.strata
+
+The outcome of an interaction is its latest decisive feedback, by the rules of the
+dataset build (signals/sql/build_outcomes.sql, the recipe's `outcome` and
+`pref.min_edit_distance` defaults, `build_normalize` from signals/sql/build_macros.sql):
+accept, reject, a non-trivial edit, a rating at/over 4 (accept) or at/under 2 (reject);
+ties in time edit > reject > accept, then event_id; an accept after an edit keeps the
+edit. A rate (accept_rate, edit_rate, reject_rate) has as denominator the interactions
+that have an outcome; the other metrics their own (see `LIVE_METRICS_DENOMINATOR`).
+
+`compare` stratifies by app/task (direct standardization: each stratum's difference
+weighted by its share of both models' pooled traffic, over the strata both models
+served) and takes its interval from a Poisson bootstrap over users, within each arm: a
+user's interactions are correlated, so resampling interactions understates the
+uncertainty (tests/eval/test_live.py shows it by simulation; docs/live.md has figures).
+The heavy part is one DuckDB query that aggregates to per model x user x stratum sums;
+the bootstrap runs in numpy over those small arrays.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from importlib import resources
+
+import numpy as np
+
+from signals.recipe import Outcome, Pref
+
+# name -> which direction is better
+LIVE_METRICS: dict[str, str] = {
+    "accept_rate": "higher",        # outcome accept / interactions with an outcome
+    "edit_rate": "lower",           # outcome edit / interactions with an outcome
+    "reject_rate": "lower",         # outcome reject / interactions with an outcome
+    "edit_change": "lower",         # mean normalized edit distance, over edit outcomes
+    "mean_rating": "higher",        # mean latest rating, over rated interactions
+    "choice_win_rate": "higher",    # choices won / choices the model's answer was in
+    "latency_ms": "lower",          # mean metadata.latency_ms (the gateway's capture)
+}
+LIVE_METRICS_DENOMINATOR: dict[str, str] = {
+    "accept_rate": "interactions with an outcome",
+    "edit_rate": "interactions with an outcome",
+    "reject_rate": "interactions with an outcome",
+    "edit_change": "interactions whose outcome is an edit",
+    "mean_rating": "interactions with a rating",
+    "choice_win_rate": "choose events the model's answer was in (either side)",
+    "latency_ms": "interactions with metadata.latency_ms",
+}
+# SQL sums per metric: (numerator, denominator) over the per-interaction columns of _per_interaction
+_SUMS = {
+    "accept_rate": ("count(*) FILTER (WHERE outcome = 'accept')", "count(outcome)"),
+    "edit_rate": ("count(*) FILTER (WHERE outcome = 'edit')", "count(outcome)"),
+    "reject_rate": ("count(*) FILTER (WHERE outcome = 'reject')", "count(outcome)"),
+    "edit_change": ("sum(edit_change)", "count(edit_change)"),
+    "mean_rating": ("sum(rating)", "count(rating)"),
+    "choice_win_rate": ("sum(wins)", "sum(wins + losses)"),
+    "latency_ms": ("sum(latency_ms)", "count(latency_ms)"),
+}
+STRATA = ("app", "task")            # the columns a comparison may stratify by
+BUCKETS = ("day", "hour")
+
+
+def outcome_rules(**overrides) -> dict:
+    """The build's outcome rules (signals.recipe defaults), with `overrides` by name."""
+    rules = {**asdict(Outcome()), "min_edit_distance": Pref().min_edit_distance}
+    unknown = set(overrides) - set(rules)
+    if unknown:
+        raise ValueError(f"unknown outcome rule(s) {sorted(unknown)}; known: {sorted(rules)}")
+    return {**rules, **overrides}
+
+
+# The outcome SQL: build_outcomes.sql's events/latest/last_edit logic, per interaction in the
+# window, as one query (aggregates by interaction, no temp tables, so it runs on a read-only
+# store and next to a build). Pieces are chosen by the metrics asked for; values are bound.
+_WINDOW = """
+i AS MATERIALIZED (
+    SELECT interaction_id, model_id, coalesce(user_id, '#' || interaction_id) AS user_id, app, task, ts{latency}
+    FROM interactions
+    WHERE ts >= coalesce($since, '-infinity'::TIMESTAMPTZ) AND ts < coalesce($until, 'infinity'::TIMESTAMPTZ)
+      AND ($models IS NULL OR list_contains($models, model_id))
+)"""
+_OUTCOME = """,
+verdicts AS (       -- every edit: trivial, empty or real (build_outcomes.sql's build_edit_verdicts)
+    SELECT event_id,
+        CASE WHEN e = '' THEN 'empty'
+             WHEN e = c THEN 'trivial'
+             WHEN abs(length(e) - length(c)) >= $min_edit * greatest(length(e), length(c)) THEN 'edit'
+             WHEN levenshtein(e, c) < $min_edit * greatest(length(e), length(c)) THEN 'trivial'
+             ELSE 'edit' END AS verdict
+    FROM (SELECT f.event_id, build_normalize(f.edited_text) AS e, build_normalize(x.completion) AS c
+          FROM feedback f JOIN interactions x ON x.interaction_id = f.interaction_id
+          WHERE f.kind = 'edit' AND f.edited_text IS NOT NULL
+            AND f.interaction_id IN (SELECT interaction_id FROM i))
+),
+events AS (
+    SELECT f.interaction_id, f.ts, f.event_id,
+        CASE f.kind
+            WHEN 'accept' THEN 'accept'
+            WHEN 'reject' THEN 'reject'
+            WHEN 'rate' THEN CASE WHEN f.score >= $rate_accept THEN 'accept'
+                                  WHEN f.score <= $rate_reject THEN 'reject' END
+            WHEN 'choose' THEN CASE WHEN $choose_outcome THEN 'accept' END
+            WHEN 'edit' THEN CASE v.verdict WHEN 'edit' THEN 'edit' WHEN 'empty' THEN 'reject'
+                                  WHEN 'trivial' THEN CASE WHEN $trivial_edit = 'accept' THEN 'accept' END END
+        END AS decision
+    FROM feedback f SEMI JOIN i USING (interaction_id)
+    LEFT JOIN verdicts v ON f.kind = 'edit' AND v.event_id = f.event_id
+    UNION ALL       -- the candidate not chosen
+    SELECT f.other_interaction_id, f.ts, f.event_id, 'reject'
+    FROM feedback f
+    WHERE f.kind = 'choose' AND $choose_outcome AND f.other_interaction_id IN (SELECT interaction_id FROM i)
+),
+outcomes AS (       -- the latest decisive event: by time, then edit > reject > accept, then event_id
+    SELECT interaction_id,
+        arg_max(decision, (ts, CASE decision WHEN 'edit' THEN 3 WHEN 'reject' THEN 2 ELSE 1 END, event_id))
+            AS latest,
+        arg_max(event_id, (ts, event_id)) FILTER (WHERE decision = 'edit') AS last_edit
+    FROM events WHERE decision IS NOT NULL
+    GROUP BY interaction_id
+),
+outcome AS (
+    SELECT interaction_id, last_edit,
+        CASE WHEN latest = 'accept' AND last_edit IS NOT NULL AND $accept_keeps_edit THEN 'edit'
+             ELSE latest END AS outcome
+    FROM outcomes
+)"""
+_EDIT_CHANGE = """,
+edit_change AS (    -- the outcome's edit: normalized Levenshtein distance from the completion
+    SELECT o.interaction_id,
+        levenshtein(e, c) / greatest(length(e), length(c), 1)::DOUBLE AS edit_change
+    FROM (SELECT o.interaction_id, build_normalize(f.edited_text) AS e, build_normalize(x.completion) AS c
+          FROM outcome o JOIN feedback f ON f.event_id = o.last_edit
+          JOIN interactions x ON x.interaction_id = o.interaction_id
+          WHERE o.outcome = 'edit') o
+)"""
+_RATING = """,
+rating AS (         -- the latest rating of each rated interaction
+    SELECT interaction_id, arg_max(score, (ts, event_id)) AS rating
+    FROM feedback SEMI JOIN i USING (interaction_id)
+    WHERE kind = 'rate' AND score IS NOT NULL
+    GROUP BY interaction_id
+)"""
+_CHOICES = """,
+choices AS (        -- each choose event: a win for the chosen answer, a loss for the other
+    SELECT interaction_id, sum(won)::BIGINT AS wins, sum(1 - won)::BIGINT AS losses
+    FROM (SELECT interaction_id, 1 AS won FROM feedback
+          WHERE kind = 'choose' AND other_interaction_id IS NOT NULL AND other_interaction_id <> interaction_id
+          UNION ALL
+          SELECT other_interaction_id, 0 FROM feedback
+          WHERE kind = 'choose' AND other_interaction_id IS NOT NULL AND other_interaction_id <> interaction_id)
+    SEMI JOIN i USING (interaction_id)
+    GROUP BY interaction_id
+)"""
+_NEEDS = {     # metric -> the CTEs it reads
+    "accept_rate": ("outcome",), "edit_rate": ("outcome",), "reject_rate": ("outcome",),
+    "edit_change": ("outcome", "edit_change"), "mean_rating": ("rating",),
+    "choice_win_rate": ("choices",), "latency_ms": ("latency",),
+}
+
+
+def _macros(con) -> None:
+    """build_normalize, the build's one text normalization (signals/sql/build_macros.sql)."""
+    con.execute(resources.files("signals.sql").joinpath("build_macros.sql").read_text())
+
+
+def per_interaction_sql(metrics) -> str:
+    """A query with one row per interaction in the window: interaction_id, model_id, user_id
+    (a missing user is its own: '#' || interaction_id), app, task, ts
+    and the columns `metrics` read (outcome, edit_change, rating, wins, losses, latency_ms)."""
+    needs = {cte for m in metrics for cte in _NEEDS[m]}
+    latency = ",\n        TRY_CAST(json_extract_string(metadata, '$.latency_ms') AS DOUBLE) AS latency_ms"
+    ctes = _WINDOW.format(latency=latency if "latency" in needs else "")
+    cols, joins = ["i.interaction_id", "i.model_id", "i.user_id", "i.app", "i.task", "i.ts"], []
+    if "outcome" in needs:
+        ctes += _OUTCOME
+        cols.append("o.outcome")
+        joins.append("LEFT JOIN outcome o USING (interaction_id)")
+    if "edit_change" in needs:
+        ctes += _EDIT_CHANGE
+        cols.append("ec.edit_change")
+        joins.append("LEFT JOIN edit_change ec USING (interaction_id)")
+    if "rating" in needs:
+        ctes += _RATING
+        cols.append("r.rating")
+        joins.append("LEFT JOIN rating r USING (interaction_id)")
+    if "choices" in needs:
+        ctes += _CHOICES
+        cols += ["coalesce(ch.wins, 0) AS wins", "coalesce(ch.losses, 0) AS losses"]
+        joins.append("LEFT JOIN choices ch USING (interaction_id)")
+    if "latency" in needs:
+        cols.append("i.latency_ms")
+    return f"WITH {ctes}\nSELECT {', '.join(cols)}\nFROM i {' '.join(joins)}"
+
+
+def _params(rules: dict, since, until, models) -> dict:
+    return {"since": _ts(since), "until": _ts(until), "models": list(models) if models is not None else None,
+            "min_edit": float(rules["min_edit_distance"]), "rate_accept": float(rules["rate_accept_at"]),
+            "rate_reject": float(rules["rate_reject_at"]), "choose_outcome": bool(rules["choose_as_outcome"]),
+            "trivial_edit": str(rules["trivial_edit"]), "accept_keeps_edit": bool(rules["accept_keeps_edit"])}
+
+
+def _ts(value):
+    if value is None or isinstance(value, datetime):
+        return value
+    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+
+
+def _bind(sql: str, params: dict) -> dict:
+    """The named parameters `sql` uses (DuckDB refuses unused ones)."""
+    return {k: v for k, v in params.items() if f"${k}" in sql}
+
+
+def daily_rates(con, *, models=None, since=None, until=None, bucket: str = "day",
+                rules: dict | None = None) -> list[dict]:
+    """Per model_id, app, task and day (UTC; or hour): n interactions, n_outcome (those with
+    an outcome), users, every metric of LIVE_METRICS and each metric's denominator count as
+    `{metric}_n`. A metric without data in a row is NaN. The window is on interaction time,
+    since inclusive, until exclusive; feedback counts whenever it arrived."""
+    if bucket not in BUCKETS:
+        raise ValueError(f"bucket must be one of {BUCKETS}, not {bucket!r}")
+    rules = outcome_rules(**(rules or {}))
+    _macros(con)
+    inner = per_interaction_sql(LIVE_METRICS)
+    sums = ",\n    ".join(f"{num} AS \"{m}_num\", {den} AS \"{m}_n\"" for m, (num, den) in _SUMS.items())
+    sql = (f"SELECT model_id, app, task, date_trunc('{bucket}', ts AT TIME ZONE 'UTC') AS {bucket},\n"
+           f"    count(*) AS n, count(outcome) AS n_outcome, count(DISTINCT user_id) AS users,\n    {sums}\n"
+           f"FROM ({inner})\nGROUP BY ALL ORDER BY model_id, app, task, {bucket}")
+    params = _params(rules, since, until, models)
+    cur = con.execute(sql, _bind(sql, params))
+    names = [d[0] for d in cur.description]
+    out = []
+    for row in cur.fetchall():
+        r = dict(zip(names, row, strict=True))
+        for m in LIVE_METRICS:
+            num, den = r.pop(f"{m}_num"), r[f"{m}_n"]
+            r[m] = float(num) / den if den else math.nan
+        out.append(r)
+    return out
+
+
+# ---- the bootstrap ---------------------------------------------------------------------
+
+# Poisson(1) weights from 16 random bits: the inverse CDF on a 2^16 grid (P(w >= 9) ~ 1e-6 is cut)
+_POISSON = np.searchsorted(np.cumsum([math.exp(-1) / math.factorial(k) for k in range(12)]) * 65536,
+                           np.arange(65536) + 0.5, side="right").astype(np.float32)
+_CHUNK = 250            # resamples per weight matrix (memory: chunk x rows x 4 bytes)
+
+
+@dataclass
+class BootstrapResult:
+    diff: float                 # sum_s w_s (candidate_s - baseline_s) on the data
+    ci_low: float
+    ci_high: float
+    se: float                   # standard deviation of the resampled differences
+    resamples: int              # resamples with a finite difference
+    candidate: float            # sum_s w_s candidate_s
+    baseline: float
+    weights: list = field(default_factory=list)
+
+
+def _resampled_sums(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
+    """(resamples, cols): Poisson(1)-weighted column sums of x (rows, cols), one weight per row."""
+    out = np.empty((resamples, x.shape[1]), dtype=np.float64)
+    x32 = x.astype(np.float32)
+    for start in range(0, resamples, _CHUNK):
+        b = min(_CHUNK, resamples - start)
+        w = _POISSON[rng.integers(0, 65536, size=(b, x.shape[0]), dtype=np.uint16)]
+        out[start:start + b] = w @ x32
+    return out
+
+
+def _standardized(cand_num, cand_den, base_num, base_den, weights, resamples, level, seed) -> BootstrapResult:
+    cand_num, cand_den, base_num, base_den = (np.asarray(a, dtype=np.float64).reshape(len(a), -1)
+                                              for a in (cand_num, cand_den, base_num, base_den))
+    cn, cd, bn, bd = cand_num.sum(0), cand_den.sum(0), base_num.sum(0), base_den.sum(0)
+    s = cn.shape[0]
+    w = np.full(s, 1.0 / s) if weights is None else np.asarray(weights, dtype=np.float64)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        cand, base = float(w @ (cn / cd)), float(w @ (bn / bd))
+    nan = BootstrapResult(math.nan, math.nan, math.nan, math.nan, 0, cand, base, w.tolist())
+    if not (math.isfinite(cand) and math.isfinite(base)):
+        return nan
+    rng = np.random.default_rng(seed)
+    # a row (user) with nothing in any stratum changes no sum: with Poisson weights, dropping it is exact
+    keep_c, keep_b = cand_den.any(1), base_den.any(1)
+    c = _resampled_sums(np.hstack([cand_num[keep_c], cand_den[keep_c]]), resamples, rng)
+    b = _resampled_sums(np.hstack([base_num[keep_b], base_den[keep_b]]), resamples, rng)
+    with np.errstate(invalid="ignore", divide="ignore"):
+        boots = (c[:, :s] / c[:, s:]) @ w - (b[:, :s] / b[:, s:]) @ w
+    boots = boots[np.isfinite(boots)]
+    if boots.size < 2:
+        return BootstrapResult(cand - base, math.nan, math.nan, math.nan, int(boots.size), cand, base, w.tolist())
+    a = (1 - level) / 2
+    lo, hi = np.quantile(boots, [a, 1 - a])
+    return BootstrapResult(cand - base, float(lo), float(hi), float(boots.std(ddof=1)), int(boots.size),
+                           cand, base, w.tolist())
+
+
+def user_bootstrap(cand_num, cand_den, base_num, base_den, weights=None, *, resamples: int = 1000,
+                   level: float = 0.95, seed: int = 0) -> BootstrapResult:
+    """Interval for a standardized difference of ratios, resampling USERS within each arm.
+
+    `*_num`, `*_den`: (users, strata) arrays, a user's sums per stratum (a 1-D array is one
+    stratum); the value of a stratum is sum(num) / sum(den); the difference is
+    sum_s weights_s (candidate_s - baseline_s) (weights default to equal). Each user gets a
+    Poisson(1) weight per resample (all of its interactions move together), independently
+    in the two arms; the interval is the percentile interval of the resampled differences.
+
+    >>> r = user_bootstrap([[3], [1]], [[4], [2]], [[1], [1]], [[4], [2]], resamples=200)
+    >>> round(r.diff, 3)
+    0.333
+    """
+    return _standardized(cand_num, cand_den, base_num, base_den, weights, resamples, level, seed)
+
+
+def interaction_bootstrap(cand_values, base_values, *, cand_strata=None, base_strata=None, n_strata=None,
+                          weights=None, resamples: int = 1000, level: float = 0.95, seed: int = 0
+                          ) -> BootstrapResult:
+    """The same difference, resampling INTERACTIONS as if independent (what a user-level
+    bootstrap corrects; kept for the coverage test and for comparison).
+
+    `*_values`: one value per interaction (NaN: not in the metric's denominator, e.g. no
+    outcome); `*_strata`: its stratum index (default all 0)."""
+    def rows(values, strata):
+        v = np.asarray(values, dtype=np.float64)
+        st = np.zeros(len(v), dtype=np.int64) if strata is None else np.asarray(strata, dtype=np.int64)
+        k = n_strata or int(max(st.max(initial=0) + 1, 1))
+        has = np.isfinite(v)
+        num, den = np.zeros((len(v), k)), np.zeros((len(v), k))
+        num[np.arange(len(v)), st] = np.where(has, v, 0.0)
+        den[np.arange(len(v)), st] = has
+        return num, den
+
+    if n_strata is None:
+        n_strata = 1 + max(int(np.max(s, initial=0)) for s in (cand_strata, base_strata) if s is not None) \
+            if cand_strata is not None or base_strata is not None else 1
+    cn, cd = rows(cand_values, cand_strata)
+    bn, bd = rows(base_values, base_strata)
+    return _standardized(cn, cd, bn, bd, weights, resamples, level, seed)
+
+
+# ---- comparing two models --------------------------------------------------------------
+
+@dataclass
+class LiveComparison:
+    metric: str
+    candidate: str              # model id
+    baseline: str
+    candidate_value: float      # sum_s w_s candidate_s (standardized to the pooled mix)
+    baseline_value: float
+    diff: float                 # candidate - baseline, stratified
+    ci_low: float
+    ci_high: float
+    level: float
+    n_candidate: int            # interactions in the metric's denominator, strata both served
+    n_baseline: int
+    users_candidate: int
+    users_baseline: int
+    pooled_diff: float          # the naive unstratified difference, every stratum
+    strata: list[dict] = field(default_factory=list)
+    method: str = ""
+    since: object = None
+    until: object = None
+    higher_is_better: bool = True
+    pooled_candidate: float = math.nan
+    pooled_baseline: float = math.nan
+    se: float = math.nan
+    resamples: int = 0
+    reason: str | None = None   # why a value is NaN, when one is
+    details: dict = field(default_factory=dict)
+
+    def as_dict(self) -> dict:
+        d = asdict(self)
+        for k in ("since", "until"):
+            d[k] = d[k].isoformat() if isinstance(d[k], datetime) else d[k]
+        return d
+
+
+def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA,
+              rules: dict | None = None) -> dict:
+    """Per model x user x stratum sums of `metric`: {model: {"users": [...], "strata": [...],
+    "num": (U, S), "den": (U, S), "n": interactions}} (strata keys are tuples)."""
+    rules = outcome_rules(**(rules or {}))
+    _macros(con)
+    num, den = _SUMS[metric]
+    keys = ", ".join(strata)
+    inner = per_interaction_sql([metric])
+    sql = (f"SELECT model_id, user_id, {keys + ',' if keys else ''} count(*) AS n, {num} AS num, {den} AS den\n"
+           f"FROM ({inner})\nGROUP BY ALL")
+    params = _params(rules, since, until, models)
+    got = con.execute(sql, _bind(sql, params)).fetchnumpy()
+    out = {}
+    model_col = np.asarray(got["model_id"], dtype=object)
+    for m in models:
+        sel = model_col == m
+        users, u_idx = np.unique(np.asarray(got["user_id"], dtype=object)[sel].astype(str), return_inverse=True)
+        skeys = list(zip(*[np.asarray(got[k], dtype=object)[sel] for k in strata], strict=True)) if strata \
+            else [()] * int(sel.sum())
+        stratum_list = sorted(set(skeys), key=lambda t: tuple("" if x is None else str(x) for x in t))
+        s_of = {s: j for j, s in enumerate(stratum_list)}
+        s_idx = np.array([s_of[s] for s in skeys], dtype=np.int64)
+        n_arr, d_arr = np.zeros((len(users), len(stratum_list))), np.zeros((len(users), len(stratum_list)))
+        np.add.at(n_arr, (u_idx, s_idx), np.asarray(got["num"], dtype=np.float64)[sel])
+        np.add.at(d_arr, (u_idx, s_idx), np.asarray(got["den"], dtype=np.float64)[sel])
+        out[m] = {"users": users, "strata": stratum_list, "num": n_arr, "den": d_arr,
+                  "n": int(np.asarray(got["n"])[sel].sum())}
+    return out
+
+
+def compare(con, candidate: str, baseline: str, *, metric: str = "accept_rate", since=None, until=None,
+            strata=STRATA, resamples: int = 1000, level: float = 0.95, seed: int = 0,
+            rules: dict | None = None) -> LiveComparison:
+    """`candidate` against `baseline` on `metric`, same window, stratified by `strata`.
+
+    diff = sum_s w_s (candidate_s - baseline_s) over the strata both models served (with
+    data for the metric), w_s = the stratum's share of both models' pooled denominator
+    there (direct standardization: a shift in traffic mix cannot fake a win); strata only
+    one model served are listed with weight 0 and left out. Interval: Poisson bootstrap
+    over users within each arm (`user_bootstrap`). A side without data gives NaN values
+    and a `reason`."""
+    if metric not in LIVE_METRICS:
+        raise ValueError(f"unknown live metric {metric!r}; known: {sorted(LIVE_METRICS)}")
+    bad = [s for s in strata if s not in STRATA]
+    if bad:
+        raise ValueError(f"strata must be among {STRATA}, not {bad}")
+    strata = tuple(strata)
+    sums = user_sums(con, [candidate, baseline], metric, since=since, until=until, strata=strata, rules=rules)
+    c, b = sums[candidate], sums[baseline]
+    method = (f"{metric}: ratio of sums per stratum ({', '.join(strata) or 'no strata'}), direct standardization "
+              f"to both models' pooled {LIVE_METRICS_DENOMINATOR[metric]}; {int(level * 100)}% percentile "
+              f"interval, Poisson bootstrap over users within each arm, {resamples} resamples, seed {seed}")
+    result = LiveComparison(metric=metric, candidate=candidate, baseline=baseline, candidate_value=math.nan,
+                            baseline_value=math.nan, diff=math.nan, ci_low=math.nan, ci_high=math.nan, level=level,
+                            n_candidate=0, n_baseline=0, users_candidate=0, users_baseline=0, pooled_diff=math.nan,
+                            method=method, since=_ts(since), until=_ts(until),
+                            higher_is_better=LIVE_METRICS[metric] == "higher")
+    cd_tot, bd_tot = c["den"].sum(), b["den"].sum()
+    with np.errstate(invalid="ignore", divide="ignore"):
+        result.pooled_candidate = float(c["num"].sum() / cd_tot) if cd_tot else math.nan
+        result.pooled_baseline = float(b["num"].sum() / bd_tot) if bd_tot else math.nan
+    result.pooled_diff = result.pooled_candidate - result.pooled_baseline
+    c_den, b_den = dict(zip(c["strata"], c["den"].sum(0), strict=True)), dict(zip(b["strata"], b["den"].sum(0),
+                                                                                  strict=True))
+    c_num, b_num = dict(zip(c["strata"], c["num"].sum(0), strict=True)), dict(zip(b["strata"], b["num"].sum(0),
+                                                                                  strict=True))
+    both = [s for s in c["strata"] if c_den.get(s, 0) > 0 and b_den.get(s, 0) > 0]
+    total = sum(c_den[s] + b_den[s] for s in both)
+    for s in sorted(set(c["strata"]) | set(b["strata"]), key=lambda t: tuple("" if x is None else str(x) for x in t)):
+        cn, bn = float(c_den.get(s, 0)), float(b_den.get(s, 0))
+        cv = c_num[s] / cn if cn else math.nan
+        bv = b_num[s] / bn if bn else math.nan
+        result.strata.append({**dict(zip(strata, s, strict=True)), "n_candidate": int(cn), "n_baseline": int(bn),
+                              "candidate": float(cv), "baseline": float(bv), "diff": float(cv - bv),
+                              "weight": float((cn + bn) / total) if s in both else 0.0})
+    dropped = [{k: v for k, v in st.items() if k in strata} for st in result.strata if not st["weight"]]
+    result.details = {"strata_used": len(both), "strata_dropped": dropped,
+                      "note": "only strata both models served (with data for the metric) count; the weights "
+                              "are each one's share of both models' pooled denominator there",
+                      "interactions_candidate": c["n"], "interactions_baseline": b["n"]}
+    if not both:
+        missing = [m for m, side in ((candidate, c), (baseline, b)) if not side["den"].sum()]
+        result.reason = (f"no {LIVE_METRICS_DENOMINATOR[metric]} for {', '.join(missing)} in the window"
+                         if missing else "the two models share no stratum with data for the metric")
+        return result
+    ci = [c["strata"].index(s) for s in both]
+    bi = [b["strata"].index(s) for s in both]
+    weights = np.array([(c_den[s] + b_den[s]) / total for s in both])
+    r = user_bootstrap(c["num"][:, ci], c["den"][:, ci], b["num"][:, bi], b["den"][:, bi], weights,
+                       resamples=resamples, level=level, seed=seed)
+    result.candidate_value, result.baseline_value, result.diff = r.candidate, r.baseline, r.diff
+    result.ci_low, result.ci_high, result.se, result.resamples = r.ci_low, r.ci_high, r.se, r.resamples
+    result.n_candidate = int(sum(c_den[s] for s in both))
+    result.n_baseline = int(sum(b_den[s] for s in both))
+    result.users_candidate = int(c["den"][:, ci].any(1).sum())
+    result.users_baseline = int(b["den"][:, bi].any(1).sum())
+    if not math.isfinite(result.ci_low):
+        result.reason = f"too few users to resample ({result.users_candidate} and {result.users_baseline})"
+    return result
