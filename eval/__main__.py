@@ -1,6 +1,7 @@
 """`python -m eval VERB [options] [overrides]`: evaluate and gate a candidate, manage the registry.
 
     python -m eval run +exp=NAME [candidate=RUN_DIR] [baseline=MODEL] [eval.batch_size=32]
+    python -m eval calibrate +exp=NAME [eval/judge=reward_model eval.judge.path=RUN_DIR]
     python -m eval registry [--json]
     python -m eval promote RUN [--force --reason TEXT]
     python -m eval rollback [--reason TEXT]
@@ -98,11 +99,26 @@ def format_result(result: dict) -> str:
             ratio = m["details"].get("ratio")
             lines.append(f"  {name:24} {m['baseline']:10.1f} {m['candidate']:10.1f}"
                          + (f"  {ratio:.2f}x" if ratio is not None else ""))
+    if result.get("power"):
+        from signals.power import describe
+
+        lines.append(describe(result["power"]) + " (sd observed here)")
     lines.append(f"decision: {result['decision'].upper()}" + ("  (production moved)" if result.get("promoted") else ""))
     lines += [f"  - {r}" for r in result["reasons"]]
     lines += [f"  note: {n}" for n in result.get("notes", [])]
     lines.append(f"per-example results: {result['examples_dir']}")
     return "\n".join(lines)
+
+
+def calibrate(args) -> int:
+    """Score each judge and offline metric against the users' own verdicts in the eval split;
+    record agreement, kappa, position bias, ECE and AUC in the registry."""
+    from eval.calibrate import calibrate as run_calibration
+    from eval.calibrate import format_calibration
+
+    cfg = compose(store_overrides(args))
+    print(format_calibration(run_calibration(cfg)))
+    return 0
 
 
 def _run_args(p) -> None:
@@ -207,6 +223,7 @@ def _dashboard_args(p) -> None:
 
 VERBS = {
     "run": Verb(run, _run_args, "python -m eval run +exp=smoke", overrides=True),
+    "calibrate": Verb(calibrate, _run_args, "python -m eval calibrate +exp=smoke", overrides=True),
     "registry": Verb(registry, _registry_args, "python -m eval registry --store data/smoke/signal.duckdb"),
     "promote": Verb(promote, _promote_args, "python -m eval promote RUN_ID --store data/smoke/signal.duckdb"),
     "rollback": Verb(rollback, _alias_args, "python -m eval rollback --reason 'bad answers' "

@@ -11,6 +11,13 @@ Per gated metric (all metrics are higher-is-better):
     guard    ci_low >= -max  -> pass;   ci_high < -max   -> fail (confidently regressed); else unsure
 Any fail -> reject; else any unsure, missing metric, NaN or small n -> inconclusive; else promote.
 
+Judge calibration (`gate.judge`, both null = off): when a judge's metric is gated
+(winrate, judge_score), the judge's latest calibration against the users' own verdicts
+(`python -m eval calibrate`, the registry's `calibrations`) must exist and:
+    judge: {min_agreement: 0.7}    # its agreement >= 0.7, else inconclusive ("judge below floor")
+    judge: {max_age_days: 30}      # its verdict data (newest feedback) at most 30 days old
+    no calibration for this judge's settings -> inconclusive ("judge not calibrated")
+
 Latency (`gate.latency`, every limit null by default): candidate / baseline of one
 measurement each, no interval and no min_eval_size (the sample is eval.latency.prompts):
     latency: {max_ttft_p95_ratio: 1.1}   # candidate p95 time to first token <= 1.1 x baseline's
@@ -73,8 +80,51 @@ def _latency(metrics: dict, limits: dict[str, float], checks: dict, reasons: lis
                        f"{'within' if ok else 'not'} {bound} {limit:g}x")
 
 
-def decide(metrics: dict, gate, error: str | None = None) -> dict:
-    """{"decision": promote|reject|inconclusive, "reasons": [...], "checks": {metric: verdict}}."""
+JUDGE_METRICS = ("winrate", "judge_score")     # metrics whose per-example values a judge decides
+
+
+def judge_limits(gate) -> dict[str, float]:
+    """{gate.judge key: limit} for every limit that is set."""
+    node = dict((gate or {}).get("judge") or {})
+    return {k: float(v) for k, v in node.items() if v is not None}
+
+
+def judge_gated(gate) -> bool:
+    """True when a judge metric is gated and gate.judge sets a limit: the judge must be calibrated."""
+    gate = dict(gate or {})
+    gated = {gate.get("primary"), *(gate.get("guards") or {})}
+    return bool(judge_limits(gate)) and any(m in gated for m in JUDGE_METRICS)
+
+
+def _judge(calibration: dict | None, limits: dict[str, float], checks: dict, reasons: list[str]) -> None:
+    """The judge's calibration against the users: missing, below the floor or too old -> unsure."""
+    if calibration is None:
+        checks["judge"] = "unsure"
+        reasons.append("judge not calibrated: no `python -m eval calibrate` figures for this judge's settings "
+                       f"(gate.judge {limits})")
+        return
+    what = (f"agreement {calibration['agreement']:.3f} with {calibration['n']} user verdicts "
+            f"(snapshot {calibration.get('snapshot_version')})")
+    floor, max_age = limits.get("min_agreement"), limits.get("max_age_days")
+    if floor is not None and not calibration["agreement"] >= floor:
+        checks["judge"] = "unsure"
+        reasons.append(f"judge below floor: {what} is below gate.judge.min_agreement={floor:g}")
+        return
+    age = calibration.get("age_days")
+    if max_age is not None and (age is None or age > max_age):
+        checks["judge"] = "unsure"
+        reasons.append(f"judge calibration too old: its data is {age if age is None else round(age, 1)} days old, "
+                       f"more than gate.judge.max_age_days={max_age:g} ({what})")
+        return
+    checks["judge"] = "pass"
+    reasons.append(f"judge calibrated: {what}")
+
+
+def decide(metrics: dict, gate, error: str | None = None, calibration: dict | None = None) -> dict:
+    """{"decision": promote|reject|inconclusive, "reasons": [...], "checks": {metric: verdict}}.
+
+    `calibration`: the judge's latest calibration ({agreement, n, snapshot_version, age_days}),
+    read only when `judge_gated(gate)`."""
     gate = dict(gate or {})
     primary = gate.get("primary")
     margin = float(gate.get("margin", 0.0))
@@ -122,6 +172,8 @@ def decide(metrics: dict, gate, error: str | None = None) -> dict:
             reasons.append(f"guard {name}: cannot rule out a regression beyond {allowed:.4f} ({ci})")
 
     _latency(metrics, limits, checks, reasons)
+    if judge_gated(gate):
+        _judge(calibration, judge_limits(gate), checks, reasons)
     verdicts = set(checks.values())
     decision = "reject" if "fail" in verdicts else "inconclusive" if "unsure" in verdicts else "promote"
     return {"decision": decision, "reasons": reasons, "checks": checks}

@@ -268,6 +268,20 @@ def _check_latency(ecfg, gcfg) -> None:
         raise EvalError("gate.latency.max_peak_memory_ratio: peak memory is not measured through eval.engine.url")
 
 
+def _judge_calibration(ecfg, gcfg, store) -> dict | None:
+    """The configured judge's latest calibration when gate.judge asks for one (else None)."""
+    from eval.gate import judge_gated
+
+    if not judge_gated(gcfg) or not store or not Path(str(store)).is_file():
+        return None
+    from eval.judges import judge_key
+    from eval.registry import latest_calibration
+    from signals.store import store as open_store
+
+    with open_store(str(store), read_only=True) as con:
+        return latest_calibration(con, judge_key(ecfg.get("judge")))
+
+
 def _device(spec: str | None) -> str:
     """`auto` -> cuda when available, else cpu; anything else is passed to torch as is."""
     if spec in (None, "auto"):
@@ -283,6 +297,7 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
     boot = Bootstrap.from_cfg(ecfg.get("bootstrap"))
     label, load_baseline, baseline_path = _resolve_baseline(cfg, ecfg, run, store)
     _check_latency(ecfg, gcfg)
+    calibration = _judge_calibration(ecfg, gcfg, store)
 
     device = _device(ecfg.get("device", "auto"))
     judge = engine = None
@@ -328,7 +343,7 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
 
     metrics, tables = _metrics(splits, base, cand, outcomes, boot, ecfg)
     by_name = {m.name: m for m in metrics}
-    decision = decide(by_name, gcfg)
+    decision = decide(by_name, gcfg, calibration=calibration)
     if "gen" not in splits and int((ecfg.get("latency") or {}).get("prompts", 0) or 0):
         notes.append("latency: not measured (it times the winrate group's prompts)")
     if "gen" in splits:
@@ -341,9 +356,25 @@ def _evaluate(cfg, ecfg, gcfg, run: Run, eval_id: str, store) -> dict:
     return {**decision, "eval_id": eval_id, "run_id": run.run_id, "baseline": label,
             "snapshot_version": snapshot.version, "notes": notes, "promoted": False,
             "primary": gcfg.get("primary"), "guards": dict(gcfg.get("guards") or {}),
-            "confidence": boot.confidence,
+            "confidence": boot.confidence, "power": _power(gcfg, by_name, boot),
             "metrics": {m.name: m.as_dict() for m in metrics}, "examples_dir": str(examples_dir),
             "_metrics": metrics}
+
+
+def _power(gcfg, by_name: dict, boot: Bootstrap) -> dict | None:
+    """signals.power's report for the primary metric, its sd taken from this evaluation's
+    interval (SE x sqrt(n)): the eval size `gate.power.effect` needs on data like this."""
+    import math
+
+    from signals.power import report, z_sum
+
+    primary = gcfg.get("primary")
+    m = by_name.get(primary)
+    if m is None or m.n < 1:
+        return None
+    power = gcfg.get("power") or {}
+    sd = m.mde / z_sum(boot.confidence, boot.power) * math.sqrt(m.n) if math.isfinite(m.mde) else power.get("sd")
+    return report(primary, m.n, effect=power.get("effect"), sd=sd, confidence=boot.confidence, power=boot.power)
 
 
 def _empty_answers(base_answers: list[str], cand_answers: list[str], ecfg) -> list[str]:

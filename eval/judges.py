@@ -353,6 +353,25 @@ def parse_verdict(text: str) -> str:
     return "tie"
 
 
+# settings that change how a judge runs, not what it decides: left out of its key
+_RUNTIME = {"batch_size", "device", "timeout_s", "max_retries", "backoff_s", "cache", "api_key_env"}
+
+
+def judge_key(node) -> str:
+    """`name:hash` of the settings that decide a judge's verdicts (checks; model path; endpoint,
+    model and template): a calibration holds for exactly these settings."""
+    from omegaconf import OmegaConf
+
+    if OmegaConf.is_config(node):
+        node = OmegaConf.to_container(node, resolve=True)
+    node = {k: v for k, v in dict(node or {}).items() if k not in _RUNTIME}
+    name = node.get("name", "rules")
+    if name == "reward_model" and node.get("path"):
+        node["path"] = str(Path(str(node["path"])).resolve())
+    blob = json.dumps(node, sort_keys=True, default=str)
+    return f"{name}:{hashlib.sha256(blob.encode()).hexdigest()[:12]}"
+
+
 def build_judge(node, store: str | None = None):
     """The judge named by `eval.judge.name` with the rest of the node as its settings."""
     node = dict(node or {})

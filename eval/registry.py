@@ -75,6 +75,43 @@ def _f(x):
     return None if x != x else x
 
 
+# ----------------------------------------------------------------------------- calibrations (0007)
+
+
+CALIBRATION_COLUMNS = ("calibration_id", "predictor", "kind", "judge_key", "app", "exp_name", "snapshot_version",
+                       "data_time", "n", "agreement", "ci_low", "ci_high", "kappa", "position_bias", "ece", "auc",
+                       "details", "created_at")
+
+
+def record_calibration(con, rows: list[dict]) -> None:
+    """Store one `eval calibrate` job's rows (eval/calibrate.py), atomically."""
+    now = _now()
+    with transaction(con):
+        for r in rows:
+            r = {**r, "details": json.dumps(r.get("details") or {}, default=str), "created_at": now}
+            for k in ("agreement", "ci_low", "ci_high", "kappa", "position_bias", "ece", "auc"):
+                r[k] = _f(r.get(k))
+            con.execute(f"INSERT OR REPLACE INTO calibrations VALUES ({', '.join('?' * len(CALIBRATION_COLUMNS))})",
+                        [r.get(k) for k in CALIBRATION_COLUMNS])
+
+
+def latest_calibration(con, judge_key: str) -> dict | None:
+    """The newest all-apps calibration of the judge with these settings, with `age_days` of
+    its data; None when it was never calibrated (or the store predates migration 0007)."""
+    if not _has_table(con, "calibrations"):
+        return None
+    row = con.execute("SELECT calibration_id, predictor, snapshot_version, data_time, n, agreement, ci_low, "
+                      "ci_high, kappa, position_bias, created_at FROM calibrations "
+                      "WHERE judge_key = ? AND app = '*' ORDER BY created_at DESC LIMIT 1", [judge_key]).fetchone()
+    if row is None:
+        return None
+    keys = ("calibration_id", "predictor", "snapshot_version", "data_time", "n", "agreement", "ci_low", "ci_high",
+            "kappa", "position_bias", "created_at")
+    out = dict(zip(keys, row, strict=True))
+    out["age_days"] = (_now() - out["data_time"]).total_seconds() / 86400 if out["data_time"] else None
+    return out
+
+
 # ----------------------------------------------------------------------------- aliases
 
 

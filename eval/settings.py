@@ -68,6 +68,17 @@ class Engine:
 
 
 @dataclass
+class Calibration:
+    """`python -m eval calibrate`: judges and offline metrics scored against the users'
+    verdicts in the eval split (eval/calibrate.py)."""
+    judges: list[Any] = field(default_factory=list)   # more judge nodes (as eval.judge) scored beside eval.judge
+    models: list[str] = field(default_factory=lambda: ["baseline"])   # log-prob margins of: baseline | candidate
+    max_pairs: int | None = 500        # preference pairs scored (null = all); also caps the accept/reject rows
+    bins: int = 10                     # reliability curve and ECE of the reward model: equal-width bins
+    record: bool = True                # write the figures into ${store} (calibrations table)
+
+
+@dataclass
 class EvalSettings:
     """Baseline and candidate are scored in the same job with these same settings."""
     candidate: str | None = None       # run dir; null = newest under ${output_root}/${exp_name}/
@@ -84,6 +95,7 @@ class EvalSettings:
     latency: Latency = field(default_factory=Latency)
     engine: Engine = field(default_factory=Engine)
     judge: Any = None                  # eval/judge/: rules | reward_model | openai
+    calibration: Calibration = field(default_factory=Calibration)
 
 
 @dataclass
@@ -139,6 +151,23 @@ class LatencyGate:
 
 
 @dataclass
+class JudgeGate:
+    """A gated judge metric (winrate, judge_score) needs its judge calibrated against the users
+    (`python -m eval calibrate`): below the floor, uncalibrated or calibrated on old data the
+    decision is inconclusive. Both null (off) by default."""
+    min_agreement: float | None = None     # the judge's latest agreement with user verdicts must be >= this
+    max_age_days: float | None = None      # ... on data (newest feedback) at most this many days old
+
+
+@dataclass
+class PowerGate:
+    """Power before training (signals/power.py): what the eval split can detect for `primary`."""
+    effect: float | None = None        # the difference worth detecting, in the primary metric's units; null = MDE only
+    sd: float | None = None            # per-example sd of the primary's difference; null = signals.power.DEFAULT_SD
+    on_short: str = "warn"             # the scheduled job when the eval split cannot detect `effect`: warn | refuse
+
+
+@dataclass
 class GateSettings:
     """Promote only when the primary metric's lower bound clears `margin` and no guard regresses."""
     primary: str = "preference_accuracy"
@@ -147,6 +176,8 @@ class GateSettings:
     guards: dict[str, float] = field(default_factory=lambda: {"sft_loglik": 0.5})   # metric: allowed regression
     auto_promote: bool = True          # move `production` when the decision is promote
     latency: LatencyGate = field(default_factory=LatencyGate)   # off by default: timings are noisy
+    judge: JudgeGate = field(default_factory=JudgeGate)         # off by default: needs `eval calibrate` first
+    power: PowerGate = field(default_factory=PowerGate)
 
 
 JUDGES = {"rules": RulesJudge, "reward_model": RewardModelJudge, "openai": OpenAIJudge}
@@ -174,4 +205,10 @@ def problems(cfg) -> list[str]:
                 out += check_keys(judge, node, "eval.judge")
     if cfg.get("gate") is not None:
         out += check_keys(cfg.gate, GateSettings, "gate")
+        power = cfg.gate.get("power") or {}
+        if power.get("on_short", "warn") not in ("warn", "refuse"):
+            out.append(f"gate.power.on_short: {power.get('on_short')!r} is not one of ['refuse', 'warn']")
+        floor = (cfg.gate.get("judge") or {}).get("min_agreement")
+        if floor is not None and not 0 <= float(floor) <= 1:
+            out.append(f"gate.judge.min_agreement: {floor} is not in [0, 1]")
     return out
