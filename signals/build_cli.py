@@ -2,6 +2,7 @@
 
     python -m signals build data=demo                       # conf/data/demo.yaml
     python -m signals build data=defacto split.method=time --store data/real/defacto/signal.duckdb
+    python -m signals build data=demo split.eval_count=400 --metric winrate --effect 0.1
     python -m signals snapshots                             # list, newest first
     python -m signals snapshots show demo-3fa2c1b9e0d4 --json
 
@@ -44,7 +45,8 @@ def compose_recipe(overrides: list[str]) -> tuple[dict, str, str]:
 def build(args) -> int:
     """Build a dataset snapshot from the store: `build data=RECIPE [overrides]`.
 
-    Prints the counts per kind and split, what was excluded and why, and the version."""
+    Prints the counts per kind and split, what was excluded and why, the version, and the
+    difference its eval split can detect (signals/power.py)."""
     from signals.build import build_snapshot
     from signals.store import StoreMissing, open_store
 
@@ -57,11 +59,32 @@ def build(args) -> int:
         snap = build_snapshot(recipe, con, root, progress=None if not args.json else False)
     finally:
         con.close()
+    reports = power_reports(snap.manifest, args.metric, args.effect, args.sd)
     if args.json:
-        print(json.dumps({"version": snap.version, "path": str(snap.path), **snap.manifest}, indent=2, default=str))
+        print(json.dumps({"version": snap.version, "path": str(snap.path), **snap.manifest, "power": reports},
+                         indent=2, default=str))
         return 0
     print(describe(snap.manifest, str(snap.path)))
+    from signals.power import describe as describe_power
+
+    for r in reports:
+        print(describe_power(r))
     return 0
+
+
+def power_reports(manifest: dict, metrics: list[str] | None, effect: float | None, sd: float | None) -> list[dict]:
+    """signals.power's report for each metric (default: those with a known sd whose eval split
+    is enabled): what this snapshot's eval split can detect, and the size `effect` needs."""
+    from signals.power import DEFAULT_SD, METRIC_KIND, eval_size, report
+
+    recipe = manifest.get("recipe") or {}
+    if not metrics:
+        metrics = [m for m in ("preference_accuracy", "winrate") if DEFAULT_SD.get(m)
+                   and (recipe.get(METRIC_KIND[m]) or {}).get("enabled", True)]
+    unknown = [m for m in metrics if m not in METRIC_KIND]
+    if unknown:
+        raise ValueError(f"--metric: unknown {unknown}; choose from {', '.join(METRIC_KIND)}")
+    return [report(m, eval_size(m, manifest.get("counts") or {}), effect=effect, sd=sd) for m in metrics]
 
 
 def describe(m: dict, path: str) -> str:
@@ -91,6 +114,10 @@ def describe(m: dict, path: str) -> str:
 def build_args(p: argparse.ArgumentParser) -> None:
     add_store(p)
     p.add_argument("--json", action="store_true", help="print the manifest as JSON")
+    p.add_argument("--metric", action="append", metavar="NAME",
+                   help="report power for this gate metric (repeatable; default preference_accuracy and winrate)")
+    p.add_argument("--effect", type=float, metavar="X", help="the difference worth detecting: the eval size it needs")
+    p.add_argument("--sd", type=float, metavar="S", help="per-example sd of the difference (default: signals.power)")
 
 
 def snapshots(args) -> int:

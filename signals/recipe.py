@@ -89,7 +89,9 @@ class Caps:
 class Split:
     method: str = "hash"               # hash (of the normalized prompt) | time | user | session
     eval_fraction: float = 0.1
-    cutoff: str | None = None          # time: ISO-8601; null = the newest eval_fraction of interactions
+    eval_count: int | None = None      # hold out by count instead: at least this many kept interactions
+                                       # (whole split groups; time: the newest); null = by eval_fraction
+    cutoff: str | None = None          # time: ISO-8601; null = the newest eval_fraction (or eval_count) of interactions
     seed: int = 0
     decontaminate: str = "drop_train"  # a prompt left in both splits is dropped from: drop_train | drop_eval
     benchmark_prompts: str | None = None   # prompts never to train on (.txt lines or .jsonl "prompt")
@@ -215,6 +217,11 @@ def _check_values(r: dict, problems: list[str]) -> None:
     if r["outcome"]["rate_reject_at"] >= r["outcome"]["rate_accept_at"]:
         problems.append("outcome.rate_reject_at must be below outcome.rate_accept_at "
                         f"({r['outcome']['rate_reject_at']} >= {r['outcome']['rate_accept_at']})")
+    count = r["split"]["eval_count"]
+    if count is not None and count < 1:
+        problems.append(f"split.eval_count: {count} must be >= 1 or null")
+    if count is not None and r["split"]["method"] == "time" and r["split"]["cutoff"] is not None:
+        problems.append("split.eval_count and split.cutoff both choose the time split's eval part: set one")
     if r["pref"]["max_regen_pairs"] < 0:
         problems.append("pref.max_regen_pairs: must be >= 0")
     if r["caps"]["per_user"] is not None and r["caps"]["per_user"] < 1:

@@ -79,7 +79,9 @@ def _build(con: duckdb.DuckDBPyConnection, r: dict, root: Path, settings: BuildS
     steps.load_benchmark(con, r["split"]["benchmark_prompts"])
     bar.update()
     if r["split"]["method"] == "time" and r["split"]["cutoff"] is None:
-        steps.bind_newest_cutoff(con, r["split"]["eval_fraction"])
+        steps.bind_newest_cutoff(con, r["split"]["eval_fraction"], r["split"]["eval_count"])
+    elif r["split"]["method"] != "time" and r["split"]["eval_count"] is not None:
+        steps.bind_eval_count(con, r["split"]["eval_count"])
     for step in steps.STEPS[1:]:
         bar.set_description(f"build: {step.removeprefix('build_')}")
         steps.run(con, step)

@@ -42,6 +42,8 @@ SELECT DISTINCT ?, interaction_id, keyed_hash(user_id) FROM (
 
 def version_of(r: dict, files: dict) -> str:
     """`<recipe name>-<hash>` of the files' bytes, the recipe and the builder version."""
+    if r.get("split", {}).get("eval_count", 0) is None:     # added in issue 17: unset, versions stay as they were
+        r = {**r, "split": {k: v for k, v in r["split"].items() if k != "eval_count"}}
     blob = json.dumps({"recipe": r, "builder": BUILDER_VERSION,
                        "files": {k: v["sha256"] for k, v in sorted(files.items())}},
                       sort_keys=True, default=str)

@@ -108,18 +108,29 @@ def bind(con: duckdb.DuckDBPyConnection, r: dict, *, pii_prefilter: str) -> None
     con.execute("SET VARIABLE b_pii_re = CAST(? AS VARCHAR)", [pii_prefilter])
 
 
-def bind_newest_cutoff(con: duckdb.DuckDBPyConnection, eval_fraction: float) -> None:
-    """Time split without a cutoff: the newest `eval_fraction` of kept interactions is eval."""
-    if eval_fraction <= 0:
+def bind_newest_cutoff(con: duckdb.DuckDBPyConnection, eval_fraction: float, eval_count: int | None = None) -> None:
+    """Time split without a cutoff: the newest `eval_count`, else `eval_fraction`, of kept
+    interactions is eval."""
+    if eval_count is None and eval_fraction <= 0:
         con.execute("SET VARIABLE b_cutoff = CAST('infinity' AS TIMESTAMPTZ)")
         return
     n = con.execute("SELECT count(*) FROM build_interactions WHERE excluded IS NULL").fetchone()[0]
-    k = math.ceil(eval_fraction * n)
+    k = min(int(eval_count), n) if eval_count is not None else math.ceil(eval_fraction * n)
     if k == 0:
         con.execute("SET VARIABLE b_cutoff = CAST('infinity' AS TIMESTAMPTZ)")
         return
     con.execute("SET VARIABLE b_cutoff = (SELECT ts FROM build_interactions WHERE excluded IS NULL "
                 "ORDER BY ts DESC LIMIT 1 OFFSET ?)", [k - 1])
+
+
+def bind_eval_count(con: duckdb.DuckDBPyConnection, eval_count: int) -> None:
+    """Hash, user or session split held out by count: the eval part is every split group whose
+    bucket is at most the `eval_count`-th smallest bucket of the kept interactions (so at least
+    `eval_count` interactions, whole groups), bound as the equivalent b_eval_fraction."""
+    row = con.execute("SELECT split_bucket FROM build_interactions WHERE excluded IS NULL "
+                      "ORDER BY split_bucket LIMIT 1 OFFSET ?", [int(eval_count) - 1]).fetchone()
+    bucket = row[0] if row else 999_999               # fewer kept interactions than eval_count: all of them
+    con.execute("SET VARIABLE b_eval_fraction = CAST(? AS DOUBLE)", [(int(bucket) + 1) / 1_000_000])
 
 
 # The normalization of build_interactions.sql's last_user_key (build_normalize: build_macros.sql),
