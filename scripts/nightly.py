@@ -110,8 +110,29 @@ def _leave_tainted(cfg) -> list[str]:
         return leave_tainted(con, pointer_dir=str(cfg.eval.registry.pointer_dir))
 
 
+def power_check(cfg, version: str) -> tuple[str | None, str | None]:
+    """(refusal, warning) when `gate.power.effect` is set and the eval split of snapshot `version`
+    is too small to detect it for `gate.primary` (signals/power.py); `gate.power.on_short` picks which."""
+    from signals import power, snapshot
+
+    pw = OmegaConf.to_container(cfg.gate, resolve=True).get("power") or {}
+    primary = cfg.gate.get("primary")
+    if not pw.get("effect") or primary not in power.METRIC_KIND:
+        return None, None
+    counts = snapshot.open(version, root=str(cfg.snapshot_root), store=str(cfg.store)).manifest.get("counts") or {}
+    ev = cfg.eval
+    n = power.eval_size(primary, counts, ev.generation.max_prompts, ev.get("max_examples"))
+    r = power.report(primary, n, effect=float(pw["effect"]), sd=pw.get("sd"),
+                     confidence=ev.bootstrap.confidence, power=ev.bootstrap.power)
+    if not r["short"]:
+        return None, None
+    line = power.describe(r) + " (gate.power; hold out more: data.split.eval_count or eval_fraction)"
+    return (line, None) if pw.get("on_short") == "refuse" else (None, line)
+
+
 def plan(cfg, version: str) -> tuple[str, Path | None, str]:
-    """What to do with this snapshot: ('done'|'eval'|'train'|'skip', run dir, why)."""
+    """What to do with this snapshot: ('done'|'eval'|'train'|'skip'|'refuse', run dir, why); 'refuse' when
+    the eval split cannot detect gate.power.effect and gate.power.on_short is refuse."""
     runs = runs_of(cfg)
     for run_dir, manifest in runs:
         if manifest and manifest.get("snapshot_version") == version:
@@ -129,7 +150,13 @@ def plan(cfg, version: str) -> tuple[str, Path | None, str]:
     if trained is not None and new < int(cfg.nightly.min_new_interactions):
         return "skip", None, (f"{new} new interactions since the last trained snapshot {trained} "
                               f"(< nightly.min_new_interactions={cfg.nightly.min_new_interactions})")
-    return "train", None, f"{new} new interactions since {'the last trained snapshot ' + trained if trained else 'the start'}"
+    refused, warning = power_check(cfg, version)
+    if refused:
+        return "refuse", None, f"not training: {refused}"
+    if warning:
+        print(f"nightly: warning: {warning}", file=sys.stderr)
+    return "train", None, (f"{new} new interactions since {'the last trained snapshot ' + trained if trained else 'the start'}"
+                           + (f"; warning: {warning}" if warning else ""))
 
 
 def nightly(args) -> int:
