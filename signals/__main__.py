@@ -315,6 +315,63 @@ def sources(args) -> int:
     return 0
 
 
+def export(args) -> int:
+    """Export a snapshot to OpenAI fine-tuning JSONL or a Hugging Face dataset (save_to_disk; --push).
+
+    Only the TRL columns leave the store (no user or interaction ids); a revoked snapshot is
+    refused. --push ORG/NAME (with --to hf) needs a token: $HF_TOKEN or `hf auth login`'s; the
+    token is never printed. Read the files back with `ingest --source` (docs/formats.md)."""
+    from pathlib import Path
+
+    from signals import snapshot
+    from signals.formats import export as run
+    from signals.secrets import scrub
+
+    store = args.store if args.store and Path(args.store).exists() else None
+    snap = snapshot.open(args.snapshot, root=args.root, store=store, wait=args.wait)
+    token = None
+    if args.push:
+        if args.to != "hf":
+            raise ValueError("--push goes with --to hf")
+        from huggingface_hub import get_token
+
+        token = get_token()
+        if not token:
+            raise ValueError("--push needs a Hugging Face token: set HF_TOKEN (or run `hf auth login`)")
+    files = run(snap, args.to, Path(args.out))
+    report = {"snapshot": snap.version, "to": args.to, "out": args.out, "files": files}
+    if args.push:
+        from signals.formats.hf import push
+
+        try:
+            report["pushed"] = {"repo": args.push, "kinds": push(snap, args.push, token)}
+        except Exception as e:  # network, auth: say so without the token
+            print(f"python -m signals export: push to {args.push} failed: "
+                  f"{scrub(f'{type(e).__name__}: {e}', known=[token])}", file=sys.stderr)
+            _print_json(report) if args.json else None
+            return 1
+    if args.json:
+        _print_json(report)
+    else:
+        for name, n in files.items():
+            print(f"{n:>8}  {Path(args.out) / name}")
+        if report.get("pushed"):
+            print(f"pushed {', '.join(report['pushed']['kinds'])} to {args.push}")
+    return 0
+
+
+def _export_args(p):
+    from signals.formats import FORMATS
+
+    p.add_argument("snapshot", metavar="SNAPSHOT", help="a snapshot folder, or a version under --root")
+    p.add_argument("--to", required=True, choices=FORMATS, help="openai-sft, openai-pref or hf")
+    p.add_argument("--out", required=True, metavar="DIR", help="a new (or empty) folder")
+    p.add_argument("--root", default="data/snapshots", help="where versions are looked up (default data/snapshots)")
+    p.add_argument("--push", default=None, metavar="ORG/NAME", help="also push to this hub dataset repository (--to hf)")
+    add_store(p)
+    p.add_argument("--json", action="store_true", help="print the report as JSON")
+
+
 def fetch(args) -> int:
     """Download the public real-data sets from their upstream at pinned commits (sha256 checked)."""
     from signals.fetch import fetch_command
@@ -341,6 +398,8 @@ VERBS = {
     "retain": Verb(retain, _retain_args, "python -m signals retain --days 365 --store /tmp/s.duckdb"),
     "sources": Verb(sources, example="python -m signals sources"),
     "fetch": Verb(fetch, _fetch_args, "python -m signals fetch --list"),
+    "export": Verb(export, _export_args,
+                   "python -m signals export data/snapshots/demo-ab12 --to openai-sft --out /tmp/oai"),
 }
 
 

@@ -38,10 +38,11 @@ CREATE OR REPLACE TEMP MACRO rules(section) AS TABLE
     SELECT key AS rule_name, value AS rule FROM json_each(getvariable('source_params'), '$.' || section);
 -- OTLP/JSON attributes ([{key, value: {stringValue | intValue | doubleValue | boolValue | ...}}]):
 -- the value of `k` as text (the first if repeated), NULL when absent
-CREATE OR REPLACE TEMP MACRO otel_attr(attrs, k) AS (
-    list_filter(coalesce(attrs, []), lambda a: a.key = k)[1].value);
+-- otel_attrs keeps keys and values as two lists (json_transform to a list of structs ran out of
+-- memory on 40k spans in DuckDB 2.0.1; list lambdas are avoided for the same reason)
+CREATE OR REPLACE TEMP MACRO otel_attrs(x) AS {'k': json_extract_string(x, '$[*].key'), 'v': json_extract(x, '$[*].value')};
+CREATE OR REPLACE TEMP MACRO otel_attr(attrs, k) AS attrs.v[list_position(attrs.k, k)];
 CREATE OR REPLACE TEMP MACRO otel_text(v) AS coalesce(v ->> '$.stringValue', v ->> '$.intValue', v ->> '$.doubleValue', v ->> '$.boolValue');
-CREATE OR REPLACE TEMP MACRO otel_attrs(x) AS try(json_transform(x, '[{"key": "VARCHAR", "value": "JSON"}]'));
 -- GenAI messages ([{role, parts: [{type, content}]}], semconv 1.37+) as chat messages: text parts joined
 CREATE OR REPLACE TEMP MACRO genai_msgs(x) AS to_json(list_transform(
     try(json_transform(x, '[{"role": "VARCHAR", "parts": [{"type": "VARCHAR", "content": "VARCHAR"}], "content": "VARCHAR"}]')),
