@@ -22,9 +22,10 @@ $(STAMP): pyproject.toml constraints.txt
 	$(PY) -m pip install -q -c constraints.txt -e ".[dev]"
 	touch $(STAMP)
 
-# The scheduled pipeline on the simulated product; a second call with no new logs does nothing.
+# The product with its loop closed (scripts/demo.py): simulated users, the gateway, the nightly
+# job and its live check. DEMO_ARGS: e.g. "--users 12" (fewer answers to generate) or "model=tiny".
 demo: $(STAMP)
-	$(PY) -m scripts nightly +exp=demo $(DEMO_ARGS)
+	$(PY) -m scripts demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)

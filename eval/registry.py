@@ -159,6 +159,11 @@ def resolve_run(con, ref: str) -> str:
     return run_id
 
 
+def _registered(con, run_dir: str) -> bool:
+    run_id = json.loads((Path(run_dir) / "manifest.json").read_text()).get("run_id") or Path(run_dir).name
+    return con.execute("SELECT 1 FROM runs WHERE run_id = ?", [run_id]).fetchone() is not None
+
+
 def check_alias(alias: str) -> str:
     """`alias` when it is a safe file name (`{pointer_dir}/{alias}.json`), else EvalError."""
     from signals.recipe import name_problem
@@ -171,8 +176,13 @@ def check_alias(alias: str) -> str:
 
 def promote(con, run_ref: str, *, alias: str = PRODUCTION, pointer_dir: str | None = None,
             force: bool = False, reason: str | None = None, eval_id: str | None = None) -> str:
-    """Point `alias` at a run. Needs a `promote` decision unless forced; never a tainted run."""
+    """Point `alias` at a run. Needs a `promote` decision unless forced (a forced promote of a run
+    directory registers it when it was never evaluated); never a tainted run."""
     check_alias(alias)
+    if force and (Path(run_ref) / "manifest.json").is_file() and not _registered(con, run_ref):
+        from eval.runs import read_run          # a forced promote may name a run never evaluated
+
+        register_run(con, read_run(run_ref))
     run_id = resolve_run(con, run_ref)
     bad, why = tainted(con, run_id)
     if bad:
@@ -195,8 +205,11 @@ def promote(con, run_ref: str, *, alias: str = PRODUCTION, pointer_dir: str | No
     return run_id
 
 
-def promote_if_allowed(store: str, result: dict, gate, *, pointer_dir: str | None) -> tuple[bool, str]:
-    """The promote stage: move `production` when `result` says promote and `gate.auto_promote` is on."""
+def promote_if_allowed(store: str, result: dict, gate, *, pointer_dir: str | None, alias: str = PRODUCTION,
+                       base_model: str | None = None) -> tuple[bool, str]:
+    """The promote stage: move `alias` when `result` says promote and `gate.auto_promote` is on.
+    `canary` (online.enabled) goes through `eval.verify.promote_to_canary`: production is then
+    the off-the-shelf `base_model` until the live check promotes something."""
     from signals.store import store as open_store
 
     if result.get("decision") != "promote":
@@ -205,10 +218,15 @@ def promote_if_allowed(store: str, result: dict, gate, *, pointer_dir: str | Non
         return False, f"gate.auto_promote is off: promote by hand (python -m eval promote {result['run_id']})"
     with open_store(store) as con:
         try:
-            promote(con, result["run_id"], pointer_dir=pointer_dir, eval_id=result.get("eval_id"))
+            if alias == PRODUCTION:
+                promote(con, result["run_id"], pointer_dir=pointer_dir, eval_id=result.get("eval_id"))
+            else:
+                from eval.verify import promote_to_canary
+
+                promote_to_canary(con, result, pointer_dir=pointer_dir, base_model=str(base_model))
         except EvalError as e:          # e.g. tainted snapshot: the decision stands, the alias stays
             return False, f"not promoted: {e}"
-    return True, f"production -> {result['run_id']}"
+    return True, f"{alias} -> {result['run_id']}"
 
 
 def rollback(con, *, alias: str = PRODUCTION, pointer_dir: str | None = None,

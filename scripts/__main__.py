@@ -1,6 +1,7 @@
-"""`python -m scripts VERB [options] [overrides]`: the scheduled job and the demo's product simulator.
+"""`python -m scripts VERB [options] [overrides]`: the scheduled job, the demo and its product simulator.
 
     python -m scripts nightly +exp=demo          # what cron / Kubernetes CronJob / Slurm run
+    python -m scripts demo                       # make demo: simulated users, gateway, nightly, live check
     python -m scripts simulate --out data/landing --days 3
 """
 
@@ -39,14 +40,28 @@ def _simulate_args(p) -> None:
     p.add_argument("--flip", action="store_true", help="users prefer the plain answers (label-flipped signal)")
 
 
+def demo(args) -> int:
+    """The product with its loop closed: simulated users react to the served model's real answers."""
+    from scripts.demo import demo as run
+
+    return run(args)
+
+
+def _demo_args(p) -> None:
+    from scripts.demo import add_arguments
+
+    add_arguments(p)
+
+
 VERBS = {
     "nightly": Verb(nightly, _nightly_args, "python -m scripts nightly +exp=demo model=tiny", overrides=True),
+    "demo": Verb(demo, _demo_args, "python -m scripts demo --users 12 model=tiny", overrides=True),
     "simulate": Verb(simulate, _simulate_args, "python -m scripts simulate --out data/landing --days 1"),
 }
 
 
 def main(argv: list[str] | None = None) -> int:
-    return run_cli("python -m scripts", "The scheduled pipeline and the demo's simulated product.", VERBS, argv)
+    return run_cli("python -m scripts", "The scheduled pipeline, the demo and its simulated product.", VERBS, argv)
 
 
 if __name__ == "__main__":

@@ -14,6 +14,7 @@ from typing import Any
 
 from omegaconf import DictConfig
 
+from eval.verify import Online
 from signals.config import CONF_DIR, ConfigError, check_keys, register, unknown_key
 
 
@@ -42,7 +43,7 @@ class SeedStore:
 
 ROOT_KEYS = ("model", "method", "peft", "data", "eval", "gate", "launcher", "nightly", "exp_name", "seed",
              "stages", "store", "snapshot_root", "snapshot", "output_root", "run_id", "run_dir", "resume",
-             "then", "save_merged", "tracking", "seed_store", "resolved")
+             "then", "save_merged", "tracking", "seed_store", "resolved", "online")
 METHOD_KEYS = ("name", "kind", "args")
 TRACKING_KEYS = ("report_to", "project")
 
@@ -55,6 +56,7 @@ def register_schemas() -> None:
     register_recipe()
     register_eval()
     register("nightly", "default", Nightly)
+    register("online", "default", Online)
 
 
 def group_keys(group: str) -> set[str]:
@@ -98,7 +100,8 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
 
     register_schemas()
     overrides = [_open_args(o) for o in overrides]
-    cfg = compose_tree(overrides, schemas={"data": Recipe, "nightly": Nightly, "seed_store": SeedStore},
+    cfg = compose_tree(overrides, schemas={"data": Recipe, "nightly": Nightly, "seed_store": SeedStore,
+                                                          "online": Online},
                        root_keys=ROOT_KEYS, known=known_keys)
     problems = eval_problems(cfg)
     for group in ("model", "launcher"):
@@ -109,6 +112,10 @@ def compose(overrides: list[str] | tuple[str, ...] = ()) -> DictConfig:
     problems += [unknown_key(f"tracking.{k}", TRACKING_KEYS) for k in cfg.get("tracking") or {}
                  if k not in TRACKING_KEYS]
     problems += check_keys(cfg.get("seed_store") or {}, SeedStore, "seed_store")
+    if cfg.get("online") is not None:
+        from eval.verify import problems as online_problems
+
+        problems += online_problems(cfg.online)
     from scripts.stages import STAGES
 
     bad = [s for s in cfg.get("stages") or [] if s not in STAGES]

@@ -1,4 +1,4 @@
-"""The scheduled job: lock → ingest → build → plan → train → eval → promote → dashboard.
+"""The scheduled job: lock → ingest → build → verify → plan → train → eval → promote → dashboard.
 
     python -m scripts nightly +exp=demo                        # what cron / CronJob / Slurm run
     python -m scripts nightly +exp=demo nightly.min_new_interactions=500
@@ -180,6 +180,14 @@ def nightly(args) -> int:
         return EXIT_LOCKED
 
 
+def _say_verified(out: dict | None) -> None:
+    if not out or not out.get("decision"):
+        return
+    what = {"promote": "promoted to production", "rollback": "rolled back", "wait": "kept waiting"}
+    print(f"nightly: live check: canary {out['canary']} {what[out['decision']]}: {out['reasons'][0]}",
+          file=sys.stderr)
+
+
 def _pipeline(cfg) -> int:
     from omegaconf import open_dict
 
@@ -187,7 +195,8 @@ def _pipeline(cfg) -> int:
 
     ctx = chain.Context(cfg, landing=True)
     try:
-        chain.run(ctx, ["ingest", "build"])
+        chain.run(ctx, ["ingest", "build", "verify"])
+        _say_verified(ctx.verified)
         t = time.monotonic()
         moved = _leave_tainted(cfg)
         action, run_dir, why = plan(cfg, ctx.snapshot.version)
@@ -207,7 +216,8 @@ def _pipeline(cfg) -> int:
             r = ctx.result
             code = EXIT_OK if r.get("promoted") else EXIT_NOT_PROMOTED
             if code == EXIT_OK:
-                print(f"nightly: promoted {ctx.run_dir.name} to production", file=sys.stderr)
+                alias = "canary (the live check decides)" if (cfg.get("online") or {}).get("enabled") else "production"
+                print(f"nightly: promoted {ctx.run_dir.name} to {alias}", file=sys.stderr)
             else:
                 print(f"nightly: {ctx.run_dir.name} was not promoted ({r['decision']})", file=sys.stderr)
                 for reason in r["reasons"]:

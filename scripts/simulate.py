@@ -223,3 +223,45 @@ def simulate(out_dir: str | Path, *, days: int = 3, per_day: int = 150, seed: in
         fpath.write_text("".join(line + "\n" for line in lines))
         written += [fpath, ipath]   # feedback first: early events must wait for their interactions
     return written
+
+
+# ----------------------------------------------------------------------------- live users (make demo)
+
+
+def follows_style(app: str, text: str) -> bool:
+    """Whether an answer follows the app's hidden house style (what a live user rewards)."""
+    import re
+
+    return re.search(HOUSE_STYLE[app], text.strip()) is not None
+
+
+def restyle(app: str, text: str, name: str | None) -> str:
+    """What a user makes of an answer that misses the house style: their edit of that very text."""
+    import re
+
+    text = text.strip()
+    if app == "support-reply":
+        body = re.sub(r"^(hi|hello|dear)\b[^\n,]*,?\s*", "", text, flags=re.I).strip()
+        return f"Hi {name or 'there'},\n{body}\n{SIGN_OFF}"
+    if app == "sql-helper":
+        body = text.strip("`").removeprefix("sql").strip().rstrip(";").strip()
+        for kw in sorted(SQL_KEYWORDS, key=len, reverse=True):
+            body = _replace_word(body, kw, kw.upper())
+        body = body if body.startswith("SELECT ") else "SELECT " + body.removeprefix("SELECT").strip()
+        return body + ";"
+    return "TL;DR: " + text.removeprefix("TL;DR:").strip()
+
+
+def live_request(rng: random.Random) -> tuple[str, list[dict], str | None]:
+    """(app, prompt messages, the customer's name for support replies) of one live request."""
+    app = rng.choice(list(APPS))
+    prompt, _, gold = APPS[app](rng)
+    name = gold.split(",", 1)[0].removeprefix("Hi ") if app == "support-reply" else None
+    return app, prompt, name
+
+
+def react_live(rng: random.Random, app: str, answer: str, name: str | None, noise: float = 0.1) -> dict:
+    """A user's reaction to the model's real answer, by the hidden house style, with noise:
+    a styled answer is accepted or rated 4-5; any other is edited into the style, rejected or
+    rated 1-2 (the same odds as the logged history, `react`)."""
+    return react(rng, follows_style(app, answer), answer, restyle(app, answer, name), noise)

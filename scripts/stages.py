@@ -1,4 +1,4 @@
-"""The stage chain, written once: ingest → build → train → eval (gate) → promote → dashboard.
+"""The stage chain, written once: ingest → build → verify → train → eval (gate) → promote → dashboard.
 
 `python -m train` runs the stages its config lists (`stages: [ingest, build, train, eval,
 promote]`); the scheduled job (`scripts/nightly.py`) runs the same functions with its
@@ -7,9 +7,11 @@ the run's `Context` and returns the fields of its one JSON log line.
 
     ingest    fill a missing store on first use (`seed_store`); the scheduled job: the landing folder too
     build     `signals.build.build_snapshot` (an identical snapshot is reused), or `snapshot=` opened
+    verify    `online.enabled`: the live check of the canary (eval/verify.py): wait, promote or roll back
     train     freeze the config into the run dir, start the workers, write manifest.json and the card
     eval      `eval.harness.evaluate`: score both models, apply the gate, record it in the registry
-    promote   move `production` when the gate promoted and `gate.auto_promote` is on
+    promote   move `production` (`canary` with `online.enabled`) when the gate promoted and
+              `gate.auto_promote` is on
     dashboard `eval.dashboard.build.build_site` into `nightly.dashboard`
 """
 
@@ -23,7 +25,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf, open_dict
 
-STAGES = ("ingest", "build", "train", "eval", "promote", "dashboard")
+STAGES = ("ingest", "build", "verify", "train", "eval", "promote", "dashboard")
 
 
 @dataclass
@@ -36,6 +38,7 @@ class Context:
     result: dict | None = None              # eval.harness.evaluate's decision
     log: Callable[..., dict] | None = None  # how each stage reports: `log` (JSON lines) or `say`
     landing: bool = False                   # the scheduled job also ingests `nightly.landing`
+    verified: dict | None = None            # the verify stage's live decision
 
 
 def log(stage: str, status: str, started: float, **fields) -> dict:
@@ -173,15 +176,34 @@ def evaluate(ctx: Context) -> dict:
 
 
 def promote(ctx: Context) -> dict:
-    """Move `production` to the run when the gate said promote and `gate.auto_promote` is on."""
+    """Move `production` to the run when the gate said promote and `gate.auto_promote` is on;
+    with `online.enabled` the run becomes the canary, and the verify stage decides the rest."""
     from eval.registry import promote_if_allowed
 
     if ctx.result is None:
         return {"promoted": False, "note": "no evaluation in this run"}
-    promoted, why = promote_if_allowed(str(ctx.cfg.store), ctx.result, ctx.cfg.gate,
-                                       pointer_dir=ctx.cfg.eval.registry.pointer_dir)
+    online = ctx.cfg.get("online") or {}
+    alias = "canary" if online.get("enabled") else "production"
+    base = str(ctx.cfg.model.name_or_path)
+    promoted, why = promote_if_allowed(str(ctx.cfg.store), ctx.result, ctx.cfg.gate, alias=alias,
+                                       pointer_dir=ctx.cfg.eval.registry.pointer_dir, base_model=base)
     ctx.result["promoted"] = promoted
-    return {"promoted": promoted, "reason": why}
+    return {"promoted": promoted, "alias": alias, "reason": why}
+
+
+def verify(ctx: Context) -> dict:
+    """`online.enabled`: compare the canary with production on live signal; promote, roll back or wait."""
+    from eval.verify import settings
+    from eval.verify import verify as check
+    from signals.store import store as open_store
+
+    online = ctx.cfg.get("online") or {}
+    if not online.get("enabled"):
+        return {"note": "online.enabled is false: nothing to verify"}
+    with open_store(str(ctx.cfg.store)) as con:
+        out = check(con, settings(online), pointer_dir=ctx.cfg.eval.registry.pointer_dir)
+    ctx.verified = out
+    return out
 
 
 def dashboard(ctx: Context) -> dict:
@@ -194,8 +216,8 @@ def dashboard(ctx: Context) -> dict:
     return {"pages": len(pages), "index": str(Path(str(out)).resolve() / "index.html")}
 
 
-FUNCTIONS = {"ingest": ingest, "build": build, "train": train, "eval": evaluate, "promote": promote,
-             "dashboard": dashboard}
+FUNCTIONS = {"ingest": ingest, "build": build, "verify": verify, "train": train, "eval": evaluate,
+             "promote": promote, "dashboard": dashboard}
 
 
 def run(ctx: Context, stages: list[str]) -> Context:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import json
 import re
+import signal
 import time
 import uuid
 from datetime import UTC, datetime
@@ -72,6 +73,8 @@ class Gateway:
             timeout=aiohttp.ClientTimeout(total=self.cfg.limits.upstream_timeout_s, connect=10.0))
         await self.refresh()
         self._task = asyncio.create_task(self._watch())
+        if self.capture:        # SIGHUP: publish the capture file now (before a scheduled job runs)
+            asyncio.get_running_loop().add_signal_handler(signal.SIGHUP, self.capture.publish_now)
 
     async def shutdown(self) -> None:
         self._task.cancel()

@@ -7,8 +7,8 @@
 Requests put records on a bounded queue; one writer thread appends them as JSON lines.
 The file being written is `.gateway-<day>-<pid>-<n>.jsonl.open` (a dot file with a
 suffix ingest skips, so the nightly job never reads half a line). It is published (renamed
-to `gateway-<day>-<pid>-<n>.jsonl`) when the UTC day changes, after `rotate_s`, and at
-shutdown; a gateway that starts publishes the `.open` files of gateways no longer running,
+to `gateway-<day>-<pid>-<n>.jsonl`) when the UTC day changes, after `rotate_s`, on
+`publish_now()` (the gateway's SIGHUP) and at shutdown; a gateway that starts publishes the `.open` files of gateways no longer running,
 cut after their last complete line.
 
 What a SIGKILL loses: the lines still on the queue and the writer's unflushed buffer.
@@ -28,6 +28,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 _STOP = object()
+_PUBLISH = object()
 
 
 def _alive(pid: int) -> bool:
@@ -98,6 +99,11 @@ class Capture:
         return {"written": self.written, "dropped": self.dropped, "failed": self.failed, "queued": self.queue.qsize(),
                 "file": str(self._path) if self._path else None}
 
+    def publish_now(self) -> None:
+        """Publish the open file once everything queued before this call is written (the
+        gateway's SIGHUP), so a scheduled job started next reads all that was logged so far."""
+        self.queue.put(_PUBLISH)
+
     def close(self, timeout: float = 30.0) -> None:
         """Write what is queued, publish the open file, stop the writer."""
         self.queue.put(_STOP)
@@ -147,12 +153,15 @@ class Capture:
         last_flush = time.monotonic()
         stop = False
         while not stop:
-            batch = []
+            batch, publish = [], False
             try:
                 item = self.queue.get(timeout=self.flush_s)
                 while True:
                     if item is _STOP:
                         stop = True
+                        break
+                    if item is _PUBLISH:
+                        publish = True
                         break
                     batch.append(item)
                     if len(batch) >= 1000:
@@ -162,6 +171,8 @@ class Capture:
                 pass
             if batch:
                 self._write(batch)
+            if publish:
+                self._publish()
             now = time.monotonic()
             if self._file is not None and (self.queue.empty() or now - last_flush >= self.flush_s):
                 self._file.flush()
