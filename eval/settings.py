@@ -173,7 +173,7 @@ class GateSettings:
     primary: str = "preference_accuracy"
     margin: float = 0.0
     min_eval_size: int = 20            # fewer examples on any gated metric: inconclusive
-    guards: dict[str, float] = field(default_factory=lambda: {"sft_loglik": 0.5})   # metric: allowed regression
+    guards: dict[str, float] = field(default_factory=dict)   # metric: allowed regression (default.yaml: sft_loglik 0.5)
     auto_promote: bool = True          # move `production` when the decision is promote
     latency: LatencyGate = field(default_factory=LatencyGate)   # off by default: timings are noisy
     judge: JudgeGate = field(default_factory=JudgeGate)         # off by default: needs `eval calibrate` first
