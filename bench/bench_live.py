@@ -13,7 +13,8 @@ build's rules (ratings, accept after edit). The floor computes the accept, edit 
 rates per model with the same outcome rules (latest decisive event, edit verdicts, ratings
 4/2, an accept after an edit keeps it) in one query; `compare` does that per model x user x
 stratum, then a 1000-resample bootstrap over users. Both run on one read-only connection
-with 2 threads, fastest of --repeat runs each, alternating. Targets (2 cores): compare
+with 2 threads, fastest of --repeat runs each, alternating; wall time and the process's CPU
+time (all threads: on a shared machine, CPU/2 is what 2 idle cores would take at best). Targets (2 cores): compare
 within 2 s; at most 1.5x the floor.
 """
 
@@ -55,39 +56,33 @@ SELECT 'e' || n || 'b', 'i' || n, TIMESTAMPTZ '2026-01-01 00:00:00+00' + to_seco
 FROM range($interactions) t(n) WHERE hash(n, 'f') % 10 = 1;
 """
 
-# The floor: accept, edit and reject rates per model, the build's outcome rules, by hand.
+# The floor: accept, edit and reject rates per model, the build's outcome rules, by hand:
+# decisions as numbers (1 accept, 2 reject, 3 edit; the latest is max(time * 4 + decision) % 4),
+# edits alone joined to their completion for the verdict, one pass over the interactions.
 FLOOR = """
 WITH ev AS (
-    SELECT f.interaction_id, f.ts, f.event_id,
-        CASE f.kind WHEN 'accept' THEN 'accept' WHEN 'reject' THEN 'reject'
-            WHEN 'rate' THEN CASE WHEN f.score >= 4 THEN 'accept' WHEN f.score <= 2 THEN 'reject' END
-            WHEN 'edit' THEN CASE WHEN f.edited_text IS NULL THEN NULL
-                WHEN build_normalize(f.edited_text) = '' THEN 'reject'
-                WHEN build_normalize(f.edited_text) = build_normalize(i.completion) THEN NULL
-                WHEN abs(length(build_normalize(f.edited_text)) - length(build_normalize(i.completion)))
-                     >= 0.02 * greatest(length(build_normalize(f.edited_text)), length(build_normalize(i.completion)))
-                     THEN 'edit'
-                WHEN levenshtein(build_normalize(f.edited_text), build_normalize(i.completion))
-                     >= 0.02 * greatest(length(build_normalize(f.edited_text)), length(build_normalize(i.completion)))
-                     THEN 'edit' END
-        END AS d
-    FROM feedback f LEFT JOIN interactions i ON f.kind = 'edit' AND i.interaction_id = f.interaction_id
+    SELECT interaction_id, ts, CASE kind WHEN 'accept' THEN 1 WHEN 'reject' THEN 2
+        WHEN 'rate' THEN CASE WHEN score >= 4 THEN 1 WHEN score <= 2 THEN 2 END END AS d
+    FROM feedback WHERE kind <> 'edit'
+    UNION ALL
+    SELECT interaction_id, ts, CASE WHEN e = '' THEN 2 WHEN e = c THEN NULL
+        WHEN abs(length(e) - length(c)) >= 0.02 * greatest(length(e), length(c)) THEN 3
+        WHEN levenshtein(e, c) >= 0.02 * greatest(length(e), length(c)) THEN 3 END
+    FROM (SELECT f.interaction_id, f.ts, build_normalize(f.edited_text) AS e, build_normalize(i.completion) AS c
+          FROM feedback f JOIN interactions i USING (interaction_id)
+          WHERE f.kind = 'edit' AND f.edited_text IS NOT NULL)
 ),
 o AS (
-    SELECT interaction_id,
-        arg_max(d, (ts, CASE d WHEN 'edit' THEN 3 WHEN 'reject' THEN 2 ELSE 1 END, event_id)) AS latest,
-        count(*) FILTER (WHERE d = 'edit') > 0 AS edited
+    SELECT interaction_id, max(epoch_us(ts) * 4 + d) % 4 AS latest, bool_or(d = 3) AS edited
     FROM ev WHERE d IS NOT NULL GROUP BY interaction_id
 )
-SELECT i.model_id, count(*) AS n, count(outcome) AS n_outcome,
-    count(*) FILTER (WHERE outcome = 'accept') / count(outcome) AS accept_rate,
-    count(*) FILTER (WHERE outcome = 'edit') / count(outcome) AS edit_rate,
-    count(*) FILTER (WHERE outcome = 'reject') / count(outcome) AS reject_rate
-FROM interactions i
-LEFT JOIN (SELECT interaction_id, CASE WHEN latest = 'accept' AND edited THEN 'edit' ELSE latest END AS outcome
-           FROM o) USING (interaction_id)
-WHERE i.model_id IN ('canary', 'production')
-GROUP BY i.model_id ORDER BY i.model_id
+SELECT model_id, count(*) AS n, count(latest) AS n_outcome,
+    count(*) FILTER (WHERE latest = 1 AND NOT edited) / count(latest) AS accept_rate,
+    count(*) FILTER (WHERE latest = 3 OR latest = 1 AND edited) / count(latest) AS edit_rate,
+    count(*) FILTER (WHERE latest = 2) / count(latest) AS reject_rate
+FROM interactions LEFT JOIN o USING (interaction_id)
+WHERE model_id IN ('canary', 'production')
+GROUP BY model_id ORDER BY model_id
 """
 
 
@@ -95,6 +90,7 @@ def generate(db: Path, interactions: int, users: int) -> dict:
     from signals.store import open_store
 
     con = open_store(db)
+    con.execute("SET enable_progress_bar = false")
     step = max(1, round(14 * 86400 / interactions))
     sql = (GENERATE.replace("$interactions", str(interactions)).replace("$users", str(users))
            .replace("$step", str(step)))
@@ -113,6 +109,7 @@ def main() -> None:
     p.add_argument("--users", type=int, default=40_000)
     p.add_argument("--repeat", type=int, default=3, help="runs of each (the fastest is kept)")
     p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--db", default=None, help="an existing bench store (skips generating one)")
     a = p.parse_args()
     import duckdb
 
@@ -121,33 +118,42 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="bench-live-"))
     try:
-        db = work / "store.duckdb"
-        g = generate(db, a.interactions, a.users)
-        print(f"{g['interactions']:,} interactions, {g['feedback']:,} feedback events, {a.users:,} users "
-              f"(generated in {g['seconds']:.1f} s, store {db.stat().st_size / 2**20:.0f} MiB)")
+        if a.db:
+            db = Path(a.db)
+            print(f"store {db} ({db.stat().st_size / 2**20:.0f} MiB)")
+        else:
+            db = work / "store.duckdb"
+            g = generate(db, a.interactions, a.users)
+            print(f"{g['interactions']:,} interactions, {g['feedback']:,} feedback events, {a.users:,} users "
+                  f"(generated in {g['seconds']:.1f} s, store {db.stat().st_size / 2**20:.0f} MiB)")
         print(f"cpus {os.cpu_count()}, duckdb threads {a.threads}, load average at start "
               f"{os.getloadavg()[0]:.2f}", flush=True)
         con = duckdb.connect(str(db), read_only=True)
         con.execute(f"SET threads = {int(a.threads)}")
+        con.execute("SET enable_progress_bar = false")
         con.execute(sql("build_macros"))
-        floor_s, compare_s, sums_s = [], [], []
+        floor_s, compare_s, sums_s, floor_cpu, compare_cpu = [], [], [], [], []
         for _ in range(a.repeat):
-            t = time.perf_counter()
+            t, cpu = time.perf_counter(), time.process_time()
             rates = con.execute(FLOOR).fetchall()
             floor_s.append(time.perf_counter() - t)
-            t = time.perf_counter()
+            floor_cpu.append(time.process_time() - cpu)
+            t, cpu = time.perf_counter(), time.process_time()
             c = live.compare(con, "canary", "production", metric="accept_rate")
             compare_s.append(time.perf_counter() - t)
+            compare_cpu.append(time.process_time() - cpu)
             t = time.perf_counter()
             live.user_sums(con, ["canary", "production"], "accept_rate")
             sums_s.append(time.perf_counter() - t)
         floor, best, sums = min(floor_s), min(compare_s), min(sums_s)
-        print(f"  floor: hand-written query, accept/edit/reject rates per model   {floor:6.2f} s")
+        print(f"  floor: hand-written query, accept/edit/reject rates per model   {floor:6.2f} s"
+              f"  (CPU {min(floor_cpu):.2f} s)")
         for model, n, n_outcome, acc, ed, rej in rates:
             print(f"         {model:<10} n {n:,}  with outcome {n_outcome:,}  accept {acc:.4f}  edit {ed:.4f}  "
                   f"reject {rej:.4f}")
         print(f"  compare(canary, production, accept_rate), 1000 user resamples   {best:6.2f} s"
-              f"  = {best / floor:.2f}x the floor")
+              f"  = {best / floor:.2f}x the floor  (CPU {min(compare_cpu):.2f} s = "
+              f"{min(compare_cpu) / min(floor_cpu):.2f}x)")
         print(f"         of which the SQL (per model x user x stratum sums)         {sums:6.2f} s")
         print(f"         pooled: canary {c.pooled_candidate:.4f}  production {c.pooled_baseline:.4f}"
               f"  (pooled diff {c.pooled_diff:+.4f})")

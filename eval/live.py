@@ -78,80 +78,80 @@ def outcome_rules(**overrides) -> dict:
 # window, as one query (aggregates by interaction, no temp tables, so it runs on a read-only
 # store and next to a build). Pieces are chosen by the metrics asked for; values are bound.
 _WINDOW = """
-i AS MATERIALIZED (
+i AS (
     SELECT interaction_id, model_id, coalesce(user_id, '#' || interaction_id) AS user_id, app, task, ts{latency}
     FROM interactions
     WHERE ts >= coalesce($since, '-infinity'::TIMESTAMPTZ) AND ts < coalesce($until, 'infinity'::TIMESTAMPTZ)
       AND ($models IS NULL OR list_contains($models, model_id))
 )"""
+# Decisions are numbers (1 accept, 2 reject, 3 edit: the tie order) and the latest one is
+# max(epoch_us(ts) * 4 + decision) % 4: a numeric aggregate (arg_max over a struct key held
+# wide states per interaction and took 5x longer at 5M). Equal (ts, decision) is the same
+# decision, so build_outcomes.sql's last tie-break (event_id) cannot change an outcome.
+# Edits alone join interactions (for the completion); their verdicts are build_outcomes.sql's.
 _OUTCOME = """,
-verdicts AS (       -- every edit: trivial, empty or real (build_outcomes.sql's build_edit_verdicts)
-    SELECT event_id,
-        CASE WHEN e = '' THEN 'empty'
-             WHEN e = c THEN 'trivial'
-             WHEN abs(length(e) - length(c)) >= $min_edit * greatest(length(e), length(c)) THEN 'edit'
-             WHEN levenshtein(e, c) < $min_edit * greatest(length(e), length(c)) THEN 'trivial'
-             ELSE 'edit' END AS verdict
-    FROM (SELECT f.event_id, build_normalize(f.edited_text) AS e, build_normalize(x.completion) AS c
-          FROM feedback f JOIN interactions x ON x.interaction_id = f.interaction_id
-          WHERE f.kind = 'edit' AND f.edited_text IS NOT NULL
-            AND f.interaction_id IN (SELECT interaction_id FROM i))
-),
 events AS (
-    SELECT f.interaction_id, f.ts, f.event_id,
-        CASE f.kind
-            WHEN 'accept' THEN 'accept'
-            WHEN 'reject' THEN 'reject'
-            WHEN 'rate' THEN CASE WHEN f.score >= $rate_accept THEN 'accept'
-                                  WHEN f.score <= $rate_reject THEN 'reject' END
-            WHEN 'choose' THEN CASE WHEN $choose_outcome THEN 'accept' END
-            WHEN 'edit' THEN CASE v.verdict WHEN 'edit' THEN 'edit' WHEN 'empty' THEN 'reject'
-                                  WHEN 'trivial' THEN CASE WHEN $trivial_edit = 'accept' THEN 'accept' END END
+    SELECT interaction_id, ts, event_id,
+        CASE kind
+            WHEN 'accept' THEN 1
+            WHEN 'reject' THEN 2
+            WHEN 'rate' THEN CASE WHEN score >= $rate_accept THEN 1 WHEN score <= $rate_reject THEN 2 END
+            WHEN 'choose' THEN CASE WHEN $choose_outcome THEN 1 END
         END AS decision
-    FROM feedback f SEMI JOIN i USING (interaction_id)
-    LEFT JOIN verdicts v ON f.kind = 'edit' AND v.event_id = f.event_id
+    FROM fb WHERE kind <> 'edit'
+    UNION ALL       -- every edit: empty (a reject), trivial (ignored, or an accept) or real
+    SELECT interaction_id, ts, event_id,
+        CASE WHEN e = '' THEN 2
+             WHEN e = c THEN CASE WHEN $trivial_edit = 'accept' THEN 1 END
+             WHEN abs(length(e) - length(c)) >= $min_edit * greatest(length(e), length(c)) THEN 3
+             WHEN levenshtein(e, c) < $min_edit * greatest(length(e), length(c))
+                 THEN CASE WHEN $trivial_edit = 'accept' THEN 1 END
+             ELSE 3 END
+    FROM (SELECT f.interaction_id, f.ts, f.event_id, build_normalize(f.edited_text) AS e,
+                 build_normalize(x.completion) AS c
+          FROM fb f JOIN interactions x USING (interaction_id)
+          WHERE f.kind = 'edit' AND f.edited_text IS NOT NULL)
     UNION ALL       -- the candidate not chosen
-    SELECT f.other_interaction_id, f.ts, f.event_id, 'reject'
-    FROM feedback f
-    WHERE f.kind = 'choose' AND $choose_outcome AND f.other_interaction_id IN (SELECT interaction_id FROM i)
+    SELECT other_interaction_id, ts, event_id, 2
+    FROM fb WHERE kind = 'choose' AND $choose_outcome AND other_interaction_id IS NOT NULL
 ),
-outcomes AS (       -- the latest decisive event: by time, then edit > reject > accept, then event_id
+outcome AS (        -- the latest decisive event: by time, then edit > reject > accept
     SELECT interaction_id,
-        arg_max(decision, (ts, CASE decision WHEN 'edit' THEN 3 WHEN 'reject' THEN 2 ELSE 1 END, event_id))
-            AS latest,
-        arg_max(event_id, (ts, event_id)) FILTER (WHERE decision = 'edit') AS last_edit
+        CASE (max(epoch_us(ts) * 4 + decision) % 4 + 4) % 4
+            WHEN 1 THEN CASE WHEN $accept_keeps_edit AND bool_or(decision = 3) THEN 'edit' ELSE 'accept' END
+            WHEN 2 THEN 'reject'
+            WHEN 3 THEN 'edit' END AS outcome
     FROM events WHERE decision IS NOT NULL
     GROUP BY interaction_id
-),
-outcome AS (
-    SELECT interaction_id, last_edit,
-        CASE WHEN latest = 'accept' AND last_edit IS NOT NULL AND $accept_keeps_edit THEN 'edit'
-             ELSE latest END AS outcome
-    FROM outcomes
 )"""
 _EDIT_CHANGE = """,
-edit_change AS (    -- the outcome's edit: normalized Levenshtein distance from the completion
-    SELECT o.interaction_id,
-        levenshtein(e, c) / greatest(length(e), length(c), 1)::DOUBLE AS edit_change
+last_edit AS (      -- the latest real edit (build_outcomes.sql's last_edit: by time, then event_id)
+    SELECT interaction_id, arg_max(event_id, (ts, event_id)) AS event_id
+    FROM events WHERE decision = 3
+    GROUP BY interaction_id
+),
+edit_change AS (    -- an edit outcome's edit: normalized Levenshtein distance from the completion
+    SELECT interaction_id, levenshtein(e, c) / greatest(length(e), length(c), 1)::DOUBLE AS edit_change
     FROM (SELECT o.interaction_id, build_normalize(f.edited_text) AS e, build_normalize(x.completion) AS c
-          FROM outcome o JOIN feedback f ON f.event_id = o.last_edit
+          FROM outcome o JOIN last_edit l USING (interaction_id)
+          JOIN feedback f ON f.event_id = l.event_id
           JOIN interactions x ON x.interaction_id = o.interaction_id
-          WHERE o.outcome = 'edit') o
+          WHERE o.outcome = 'edit')
 )"""
 _RATING = """,
 rating AS (         -- the latest rating of each rated interaction
     SELECT interaction_id, arg_max(score, (ts, event_id)) AS rating
-    FROM feedback SEMI JOIN i USING (interaction_id)
+    FROM fb SEMI JOIN i USING (interaction_id)
     WHERE kind = 'rate' AND score IS NOT NULL
     GROUP BY interaction_id
 )"""
 _CHOICES = """,
 choices AS (        -- each choose event: a win for the chosen answer, a loss for the other
     SELECT interaction_id, sum(won)::BIGINT AS wins, sum(1 - won)::BIGINT AS losses
-    FROM (SELECT interaction_id, 1 AS won FROM feedback
+    FROM (SELECT interaction_id, 1 AS won FROM fb
           WHERE kind = 'choose' AND other_interaction_id IS NOT NULL AND other_interaction_id <> interaction_id
           UNION ALL
-          SELECT other_interaction_id, 0 FROM feedback
+          SELECT other_interaction_id, 0 FROM fb
           WHERE kind = 'choose' AND other_interaction_id IS NOT NULL AND other_interaction_id <> interaction_id)
     SEMI JOIN i USING (interaction_id)
     GROUP BY interaction_id
@@ -168,13 +168,35 @@ def _macros(con) -> None:
     con.execute(resources.files("signals.sql").joinpath("build_macros.sql").read_text())
 
 
-def per_interaction_sql(metrics) -> str:
+# The feedback read: all of it, or (a window holding a small part of the store) only the
+# events about interactions in the window, which costs a semi-join but skips the rest.
+_FEEDBACK = {False: """,
+fb AS NOT MATERIALIZED (SELECT * FROM feedback)""", True: """,
+fb AS MATERIALIZED (
+    SELECT * FROM feedback
+    WHERE interaction_id IN (SELECT interaction_id FROM i)
+       OR (kind = 'choose' AND other_interaction_id IN (SELECT interaction_id FROM i))
+)"""}
+
+
+def narrow(con, params: dict) -> bool:
+    """Whether the window holds under a third of the store's interactions (then feedback
+    is filtered to it first; else aggregating all of it is cheaper than the semi-join)."""
+    if params["since"] is None and params["until"] is None and params["models"] is None:
+        return False
+    sql = ("SELECT count(*) FILTER (WHERE ts >= coalesce($since, '-infinity'::TIMESTAMPTZ) "
+           "AND ts < coalesce($until, 'infinity'::TIMESTAMPTZ) "
+           "AND ($models IS NULL OR list_contains($models, model_id))) * 3 < count(*) FROM interactions")
+    return bool(con.execute(sql, _bind(sql, params)).fetchone()[0])
+
+
+def per_interaction_sql(metrics, narrow: bool = False) -> str:
     """A query with one row per interaction in the window: interaction_id, model_id, user_id
     (a missing user is its own: '#' || interaction_id), app, task, ts
     and the columns `metrics` read (outcome, edit_change, rating, wins, losses, latency_ms)."""
     needs = {cte for m in metrics for cte in _NEEDS[m]}
     latency = ",\n        TRY_CAST(json_extract_string(metadata, '$.latency_ms') AS DOUBLE) AS latency_ms"
-    ctes = _WINDOW.format(latency=latency if "latency" in needs else "")
+    ctes = _WINDOW.format(latency=latency if "latency" in needs else "") + _FEEDBACK[bool(narrow)]
     cols, joins = ["i.interaction_id", "i.model_id", "i.user_id", "i.app", "i.task", "i.ts"], []
     if "outcome" in needs:
         ctes += _OUTCOME
@@ -225,12 +247,12 @@ def daily_rates(con, *, models=None, since=None, until=None, bucket: str = "day"
         raise ValueError(f"bucket must be one of {BUCKETS}, not {bucket!r}")
     rules = outcome_rules(**(rules or {}))
     _macros(con)
-    inner = per_interaction_sql(LIVE_METRICS)
+    params = _params(rules, since, until, models)
+    inner = per_interaction_sql(LIVE_METRICS, narrow(con, params))
     sums = ",\n    ".join(f"{num} AS \"{m}_num\", {den} AS \"{m}_n\"" for m, (num, den) in _SUMS.items())
     sql = (f"SELECT model_id, app, task, date_trunc('{bucket}', ts AT TIME ZONE 'UTC') AS {bucket},\n"
            f"    count(*) AS n, count(outcome) AS n_outcome, count(DISTINCT user_id) AS users,\n    {sums}\n"
            f"FROM ({inner})\nGROUP BY ALL ORDER BY model_id, app, task, {bucket}")
-    params = _params(rules, since, until, models)
     cur = con.execute(sql, _bind(sql, params))
     names = [d[0] for d in cur.description]
     out = []
@@ -389,10 +411,10 @@ def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA
     _macros(con)
     num, den = _SUMS[metric]
     keys = ", ".join(strata)
-    inner = per_interaction_sql([metric])
+    params = _params(rules, since, until, models)
+    inner = per_interaction_sql([metric], narrow(con, params))
     sql = (f"SELECT model_id, user_id, {keys + ',' if keys else ''} count(*) AS n, {num} AS num, {den} AS den\n"
            f"FROM ({inner})\nGROUP BY ALL")
-    params = _params(rules, since, until, models)
     got = con.execute(sql, _bind(sql, params)).fetchnumpy()
     out = {}
     model_col = np.asarray(got["model_id"], dtype=object)

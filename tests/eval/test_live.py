@@ -32,9 +32,10 @@ def rec(iid, model, user, *, app="support", task="reply", ts="2026-01-01T10:00:0
     return r
 
 
-@pytest.fixture
-def small_store(tmp_path):
-    """Two models, ingested from JSONL the way the gateway's records arrive."""
+@pytest.fixture(scope="module")
+def small_store(tmp_path_factory):
+    """Two models, ingested from JSONL the way the gateway's records arrive (once: the tests read it)."""
+    tmp_path = tmp_path_factory.mktemp("live")
     records = [
         rec("a1", "A", "u1", latency=100, feedback=[("accept", {})]),
         rec("a2", "A", "u1", latency=300, feedback=[("reject", {})]),
@@ -88,9 +89,10 @@ def test_compare_with_no_data_gives_nan_and_a_reason(small_store):
         live.compare(small_store, "B", "A", metric="accept")
 
 
+@pytest.mark.parametrize("narrow", [False, True])
 @pytest.mark.parametrize("rules", [{}, {"choose_as_outcome": True, "trivial_edit": "accept",
                                         "accept_keeps_edit": False}])
-def test_outcomes_are_the_builds(tmp_path, rules):
+def test_outcomes_are_the_builds(tmp_path, rules, narrow):
     """Per interaction, the outcome live metrics use is build_outcomes.sql's, on the cases its rules name."""
     s = TinyStore(tmp_path / "s.duckdb")
     t = T0
@@ -129,7 +131,7 @@ def test_outcomes_are_the_builds(tmp_path, rules):
     built = dict(con.execute("SELECT b.interaction_id, o.outcome::VARCHAR FROM build_interactions b "
                              "LEFT JOIN build_outcomes o USING (rid)").fetchall())
     ours = dict(con.execute(
-        f"SELECT interaction_id, outcome FROM ({live.per_interaction_sql(['accept_rate'])})",
+        f"SELECT interaction_id, outcome FROM ({live.per_interaction_sql(['accept_rate'], narrow)})",
         {"since": None, "until": None, "models": None, "min_edit": r["min_edit_distance"],
          "rate_accept": r["rate_accept_at"], "rate_reject": r["rate_reject_at"],
          "choose_outcome": r["choose_as_outcome"], "trivial_edit": r["trivial_edit"],
@@ -193,10 +195,10 @@ def test_one_interaction_per_user_the_two_bootstraps_agree():
 
 
 def test_user_bootstrap_covers_and_the_interaction_bootstrap_does_not():
-    """Users with random effects (logit sd 1.5), 60 users an arm, 10 interactions each; the
+    """Users with random effects (logit sd 1.5), 80 users an arm, 8 interactions each; the
     true difference is known. The user bootstrap's 95% interval covers near 95%; treating
     the interactions as independent under-covers."""
-    datasets, users, per_user, sd = 300, 60, 10, 1.5
+    datasets, users, per_user, sd = 300, 80, 8, 1.5
     intercept = {"cand": 0.4, "base": 0.0}
     x, w = np.polynomial.hermite_e.hermegauss(80)            # E[sigmoid(a + sd Z)], Z ~ N(0, 1)
     truth = {m: float((w / w.sum()) @ (1 / (1 + np.exp(-(a + sd * x))))) for m, a in intercept.items()}
