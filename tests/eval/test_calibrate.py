@@ -139,3 +139,49 @@ def test_latest_calibration_age(tmp_path):
                                  {**base, "app": "support", "data_time": None}])
         got = latest_calibration(con, "rules:x")
     assert got["agreement"] == 0.8 and 9.9 < got["age_days"] < 10.1
+
+
+# ----------------------------------------------------------------------------- a reward model trained on user choices
+
+
+@pytest.fixture(scope="module")
+def reward_run(tmp_path_factory, tiny_model_dir):
+    """`method=reward`'s trainer (TRL RewardTrainer) on 128 user choices of the polite answer;
+    saved as a run directory, as `python -m train method=reward` writes one."""
+    import json
+
+    import torch
+    from datasets import Dataset
+    from transformers import AutoModelForSequenceClassification
+    from trl import RewardConfig, RewardTrainer
+
+    from train.models import load_tokenizer
+
+    run = tmp_path_factory.mktemp("reward") / "rm-run"
+    torch.manual_seed(0)
+    tok = load_tokenizer(str(tiny_model_dir))
+    model = AutoModelForSequenceClassification.from_pretrained(str(tiny_model_dir), num_labels=1)
+    model.config.pad_token_id = tok.pad_token_id
+    pairs = [{k: r[k] for k in ("prompt", "chosen", "rejected")} for r in make_rows(128, seed=1)["pref"]]
+    args = RewardConfig(output_dir=str(run / "out"), max_steps=12, per_device_train_batch_size=16, learning_rate=5e-3, disable_tqdm=True,
+                        use_cpu=True, bf16=False, report_to=[], logging_steps=100, save_strategy="no",
+                        activation_checkpointing=False)
+    RewardTrainer(model=model, args=args, train_dataset=Dataset.from_list(pairs), processing_class=tok).train()
+    model.save_pretrained(str(run / "model"))
+    tok.save_pretrained(str(run / "model"))
+    (run / "manifest.json").write_text(json.dumps({
+        "run_id": "rm-run", "method": "reward", "base_model": str(tiny_model_dir), "peft": False,
+        "artifacts": {"model": "model", "adapter": None}}))
+    return run
+
+
+def test_reward_model_trained_on_user_choices_is_calibrated_like_any_judge(tmp_path, verdicts, reward_run):
+    cfg = compose_cfg(tmp_path, f"eval.snapshot={verdicts}", "eval.calibration.models=[]",
+                      "eval/judge=reward_model", f"eval.judge.path={reward_run}", "eval.judge.batch_size=32")
+    result = calibrate(cfg)
+    r = next(r for r in result["rows"] if r["app"] == "*")
+    assert r["predictor"] == "judge:reward_model" and r["n"] == 60 and r["position_bias"] == 0.0
+    assert r["agreement"] > 0.6                          # learned the users' choice (at most 0.75 here)
+    assert 0 <= r["ece"] <= 1 and sum(b["n"] for b in r["details"]["reliability"]) == 120
+    assert r["auc"] > 0.6 and r["details"]["auc_rows"] == 40     # polite accepted, impolite rejected
+    print(format_calibration(result))
