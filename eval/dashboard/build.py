@@ -294,6 +294,11 @@ def build_site(db: str | Path, out: str | Path, wait: float | None = None) -> li
     env = templates()
     common = {"db": str(db), "data": data, "generated": fmt_time(datetime.now(UTC))}
     written = []
+    from eval.dashboard.calibration import write_page as calibration_page
+
+    page = calibration_page(env, out, db, common, wait)         # judges vs users (eval calibrate), if any
+    written += [page] if page else []
+    common["calibrated"] = page is not None
     index = out / "index.html"
     index.write_text(env.get_template("index.html.j2").render(root=".", **common, **index_view(data)))
     written.append(index)

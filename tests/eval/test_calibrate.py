@@ -68,6 +68,14 @@ def test_calibrate_rules_judge_known_agreement_and_registry(tmp_path, verdicts):
         n_rows = con.execute("SELECT count(*) FROM calibrations").fetchone()[0]
     assert got["agreement"] == 0.75 and got["snapshot_version"] == "v-verdicts" and n_rows == 3
 
+    from eval.dashboard.build import build_site          # the dashboard shows them: overall, per app, over time
+
+    pages = build_site(str(cfg.store), tmp_path / "dash")
+    page = (tmp_path / "dash" / "calibration.html").read_text()
+    assert tmp_path / "dash" / "calibration.html" in pages and 'href="calibration.html"' in \
+        (tmp_path / "dash" / "index.html").read_text()
+    assert "judge:rules" in page and "<b>75%</b>" in page and "support" in page and "chart-calibration" in page
+
 
 def _checks() -> str:
     return "[{name:polite,regex:'\\A(thanks|great|help|good|yes|best)\\b'}]"
