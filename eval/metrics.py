@@ -14,7 +14,9 @@ same figure before training). The interval depends on what the values are:
   accuracy, a rules judge's score): the adjusted Wald interval of Agresti and Min
   (2005) for paired proportions, generalized to bounded differences: one pseudo-pair
   at each end of the difference's range (weight 1/2 each) and one at 0 are added
-  before mean +/- z SE, so no pair changing still leaves an interval of about +/- 2/n.
+  before mean +/- z SE, so no pair changing still leaves an interval of about +/- 2/n;
+  its MDE is at least (z(1-alpha/2) + z(power))^2 / (n + 2) x range, since a true shift
+  of delta changes at least that share of the pairs.
 - an unbounded paired mean (log-probability margins, likelihood): a paired bootstrap
   with Hesterberg's expanded percentile interval (the percentile interval at the level
   whose normal quantile is sqrt(n/(n-1)) t(n-1)), which corrects the plain percentile
@@ -154,9 +156,14 @@ def paired_mean(name: str, base, cand, boot: Bootstrap, bounds: tuple[float, flo
         se = math.sqrt(var / (n + 2)) * width
         centre = m_adj * width
         lo, hi = max(-width, centre - boot.z * se), min(width, centre + boot.z * se)
+        # MDE: a true shift of delta (in units of the range) moves at least that share of the
+        # pairs, so the difference's variance is at least delta: delta = z^2 / (n + 2) is a floor
+        # that holds even when no pair changed here.
+        zs = z_sum(boot.confidence, boot.power)
+        floor = zs * zs / (n + 2) * width
         info = {"interval": "adjusted Wald (Agresti-Min), paired", "confidence": boot.confidence}
         return Metric(name, float(base.mean()), float(cand.mean()), float(d.mean()), float(lo), float(hi), n,
-                      mde(se, boot), {**info, **details})
+                      max(mde(se, boot), floor), {**info, **details})
     boots = d[boot.indices(n)].mean(axis=1)
     lo, hi, se = _interval(boots, boot, n)
     if se == 0 and n > 1:
