@@ -333,13 +333,18 @@ def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int, tmp: Path)
     con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT rowid + 1 AS ln, line FROM src_t "
                 "WHERE regexp_matches(line, '\\S') AND NOT starts_with(line, '{\"_reject\"')")
     con.execute(sources.sql_macros())
+    *stages, last = sources.sql_stages(mapping)
     con.execute("SET preserve_insertion_order = false")   # each line carries its _source_row: order is free
     try:
-        con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT line FROM ({sources.sql_query(mapping)}) "
+        for i, query in enumerate(stages, 1):
+            con.execute(f"CREATE OR REPLACE TEMP TABLE stage{i} AS {query}")
+        con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT line FROM ({last}) "
                     "UNION ALL SELECT json_merge_patch(line, json_object('_source_row', rowid + 1))::VARCHAR "
                     "FROM src_t WHERE starts_with(line, '{\"_reject\"')")
     finally:
         con.execute("SET preserve_insertion_order = true")
+        for i in range(1, len(stages) + 1):
+            con.execute(f"DROP TABLE IF EXISTS stage{i}")
     con.execute("DROP VIEW src; DROP TABLE src_t")
     con.execute("CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM raw_lines")
     con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT rowid + 1 AS ln, line FROM raw_lines")

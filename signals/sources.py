@@ -26,8 +26,11 @@ A path that is missing (without a default) sends the input record to quarantine
 validation as any native file. Paths also take negative indices and slices (`$.messages[-1]`,
 `$.messages[:-1]`), for chat logs whose last message is the answer.
 
-A mapping may instead be one DuckDB `sql:` SELECT (fast: no Python per record; the tracing-tool
-importers use it). It reads view `src(ln, line)` (the file's lines, `ln` the line number) and
+A mapping may instead be DuckDB SQL (fast: no Python per record; the tracing-tool importers use
+it): `sql:` one SELECT, or a list of them, each but the last materialized as temp table
+stage1, stage2, ... for the next (DuckDB 2.0.1 ran out of memory evaluating expressions on rows
+an unnest had just made; a table in between avoids it). The first reads view `src(ln, line)`
+(the file's lines, `ln` the line number); the last
 returns column `line`: native records as JSON, each with `_source_row`, or quarantine markers
 from `reject(ln, field, detail, raw)` / `not_json(ln, raw)`. `params:` in the YAML is bound
 as `getvariable('source_params')`, and `rules('scores')` lists params.scores as (rule_name,
@@ -85,8 +88,10 @@ def load_mapping(name_or_path: str) -> dict:
             problems.append("sql: replaces interactions: and feedback:, not both")
         if m.get("reader", "jsonl") != "jsonl":
             problems.append("a sql: mapping reads JSON lines (reader: jsonl)")
-        if not isinstance(m["sql"], str) or (why := _one_select(m["sql"])):
-            problems.append(f"sql: must be one SELECT statement ({why or 'not text'})")
+        stages = m["sql"] if isinstance(m["sql"], list) else [m["sql"]]
+        for i, q in enumerate(stages):
+            if not isinstance(q, str) or (why := _one_select(q)):
+                problems.append(f"sql[{i}]: must be one SELECT statement ({why or 'not text'})")
     elif not (m.get("interactions") or m.get("feedback")):
         problems.append("needs at least one of interactions:, feedback:")
     if not isinstance(m.get("params", {}), dict):
@@ -116,9 +121,11 @@ def sql_macros() -> str:
     return resources.files("signals.sql").joinpath("source_macros.sql").read_text()
 
 
-def sql_query(mapping: dict) -> str:
-    """The mapping's SELECT (checked at load time to be exactly one)."""
-    return mapping["sql"].strip().rstrip(";")
+def sql_stages(mapping: dict) -> list[str]:
+    """The mapping's SELECTs (each checked at load time to be exactly one statement): every one
+    but the last is materialized as temp table stage1, stage2, ... for the next to read."""
+    stages = mapping["sql"] if isinstance(mapping["sql"], list) else [mapping["sql"]]
+    return [q.strip().rstrip(";") for q in stages]
 
 
 # ---------------------------------------------------------------- paths, expressions, conditions

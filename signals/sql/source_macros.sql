@@ -43,7 +43,11 @@ CREATE OR REPLACE TEMP MACRO rules(section) AS TABLE
 CREATE OR REPLACE TEMP MACRO otel_attrs(x) AS {'k': json_extract_string(x, '$[*].key'), 'v': json_extract(x, '$[*].value')};
 CREATE OR REPLACE TEMP MACRO otel_attr(attrs, k) AS attrs.v[list_position(attrs.k, k)];
 CREATE OR REPLACE TEMP MACRO otel_text(v) AS coalesce(v ->> '$.stringValue', v ->> '$.intValue', v ->> '$.doubleValue', v ->> '$.boolValue');
--- GenAI messages ([{role, parts: [{type, content}]}], semconv 1.37+) as chat messages: text parts joined
-CREATE OR REPLACE TEMP MACRO genai_msgs(x) AS to_json(list_transform(
-    try(json_transform(x, '[{"role": "VARCHAR", "parts": [{"type": "VARCHAR", "content": "VARCHAR"}], "content": "VARCHAR"}]')),
-    lambda m: {'role': m.role, 'content': coalesce(m.content, array_to_string(list_transform(list_filter(m.parts, lambda p: p.type = 'text'), lambda p: p.content), ''))}));
+-- GenAI messages ([{role, parts: [{type, content}]}], semconv 1.37+; JSON text) as a list of
+-- {role, content}: text parts joined; NULL when not valid JSON
+CREATE OR REPLACE TEMP MACRO genai_msgs(x) AS CASE WHEN json_valid(x) THEN list_transform(
+    json_transform(x, '[{"role": "VARCHAR", "parts": [{"type": "VARCHAR", "content": "VARCHAR"}], "content": "VARCHAR"}]'),
+    lambda m: {'role': m.role, 'content': coalesce(m.content, array_to_string(list_transform(list_filter(m.parts, lambda p: p.type = 'text'), lambda p: p.content), ''))}) END;
+-- gen_ai.system_instructions ([{type, content}]) as one system message, or []
+CREATE OR REPLACE TEMP MACRO genai_system(x) AS CASE WHEN json_valid(x) THEN [{'role': 'system', 'content': array_to_string(
+    list_transform(json_transform(x, '[{"type": "VARCHAR", "content": "VARCHAR"}]'), lambda p: p.content), '')}] ELSE [] END;
