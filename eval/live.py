@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, date, datetime
 from importlib import resources
 
 import numpy as np
@@ -227,9 +227,14 @@ def _params(rules: dict, since, until, models) -> dict:
 
 
 def _ts(value):
-    if value is None or isinstance(value, datetime):
-        return value
-    return datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    """A window bound as an aware datetime: ISO-8601 text, a date or a datetime; naive is UTC."""
+    if value is None:
+        return None
+    if isinstance(value, date) and not isinstance(value, datetime):
+        value = datetime(value.year, value.month, value.day)
+    if not isinstance(value, datetime):
+        value = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    return value if value.tzinfo else value.replace(tzinfo=UTC)
 
 
 def _bind(sql: str, params: dict) -> dict:
@@ -407,6 +412,8 @@ def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA
               rules: dict | None = None) -> dict:
     """Per model x user x stratum sums of `metric`: {model: {"users": [...], "strata": [...],
     "num": (U, S), "den": (U, S), "n": interactions}} (strata keys are tuples)."""
+    if metric not in _SUMS:
+        raise ValueError(f"unknown live metric {metric!r}; known: {sorted(LIVE_METRICS)}")
     rules = outcome_rules(**(rules or {}))
     _macros(con)
     num, den = _SUMS[metric]

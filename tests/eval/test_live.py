@@ -74,6 +74,7 @@ def test_daily_rates_on_a_small_store(small_store):
     hours = live.daily_rates(small_store, models=["B"], bucket="hour", until="2026-01-01T12:00:00Z")
     assert {r["hour"].hour for r in hours} == {10} and sum(r["n"] for r in hours) == 3
     assert live.daily_rates(small_store, since="2026-01-02T00:00:00+00:00")[0]["n"] == 1
+    assert live.daily_rates(small_store, since="2026-01-02")[0]["n"] == 1              # naive is UTC
 
 
 def test_compare_with_no_data_gives_nan_and_a_reason(small_store):
