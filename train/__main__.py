@@ -130,10 +130,44 @@ def _fetch_args(p) -> None:
     p.add_argument("--force", action="store_true", help="rebuild even when the folder exists")
 
 
+def push(args) -> int:
+    """Push a finished run's model (or adapter) and model card to a hub repository (needs a token).
+
+    The token is $HF_TOKEN or `hf auth login`'s, never printed; --endpoint (or HF_ENDPOINT)
+    names a private hub. The repository is created private unless --public."""
+    import json
+
+    from huggingface_hub import get_token
+
+    from train.hub import PushError, push_run
+
+    token = get_token()
+    if not token:
+        print("python -m train push: needs a Hugging Face token: set HF_TOKEN (or run `hf auth login`)", file=sys.stderr)
+        return 2
+    try:
+        r = push_run(args.run_dir, args.repo, token=token, private=not args.public, endpoint=args.endpoint)
+    except PushError as e:
+        print(f"python -m train push: {e}", file=sys.stderr)
+        return 1
+    print(json.dumps(r, indent=2) if args.json else f"pushed run {r['run']} ({len(r['files'])} files) to {r['repo']} "
+          f"at commit {r['commit']}")
+    return 0
+
+
+def _push_args(p) -> None:
+    p.add_argument("run_dir", metavar="RUN_DIR", help="a finished run directory (runs/EXP/RUN_ID)")
+    p.add_argument("repo", metavar="ORG/NAME", help="the model repository")
+    p.add_argument("--public", action="store_true", help="create the repository public (default private)")
+    p.add_argument("--endpoint", default=None, help="hub URL (default: huggingface_hub's, HF_ENDPOINT)")
+    p.add_argument("--json", action="store_true", help="print the result as JSON")
+
+
 VERBS = {
     "run": Verb(run, _run_args, "python -m train +exp=smoke", overrides=True),
     "tiny": Verb(tiny, _tiny_args, "python -m train tiny --out models/tiny"),
     "fetch-model": Verb(fetch_model, _fetch_args, "python -m train fetch-model smollm2-135m"),
+    "push": Verb(push, _push_args, "python -m train push runs/smoke/20261128-120000 my-org/support-sft"),
 }
 
 
