@@ -232,7 +232,7 @@ class Demo:
         say("training a candidate on inverted signal (the scenario the live check must catch)")
         self.job("train", "+exp=demo", "exp_name=demo-inverted", f"store={inv / 'signal.duckdb'}",
                  f"snapshot_root={inv / 'snapshots'}", f"output_root={self.runs}", "stages=[ingest,build,train]",
-                 f"seed_store.simulate={{days:1,per_day:{self.args.inverted_per_day},seed:1,flip:true}}",
+                 f"seed_store={{simulate:{{days:1,per_day:{self.args.inverted_per_day},seed:1,flip:true}}}}",
                  f"method.args.max_steps={self.args.inverted_steps}", *self.args.overrides)
         return max((p.parent for p in (self.runs / "demo-inverted").glob("*/manifest.json")),
                    key=lambda p: p.stat().st_mtime)
