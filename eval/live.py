@@ -190,10 +190,11 @@ def narrow(con, params: dict) -> bool:
     return bool(con.execute(sql, _bind(sql, params)).fetchone()[0])
 
 
-def per_interaction_sql(metrics, narrow: bool = False) -> str:
+def per_interaction_sql(metrics, narrow: bool = False, only_with: bool = False) -> str:
     """A query with one row per interaction in the window: interaction_id, model_id, user_id
     (a missing user is its own: '#' || interaction_id), app, task, ts
-    and the columns `metrics` read (outcome, edit_change, rating, wins, losses, latency_ms)."""
+    and the columns `metrics` read (outcome, edit_change, rating, wins, losses, latency_ms).
+    `only_with`: only the interactions that have all of them (in the metrics' denominators)."""
     needs = {cte for m in metrics for cte in _NEEDS[m]}
     latency = ",\n        TRY_CAST(json_extract_string(metadata, '$.latency_ms') AS DOUBLE) AS latency_ms"
     ctes = _WINDOW.format(latency=latency if "latency" in needs else "") + _FEEDBACK[bool(narrow)]
@@ -216,7 +217,11 @@ def per_interaction_sql(metrics, narrow: bool = False) -> str:
         joins.append("LEFT JOIN choices ch USING (interaction_id)")
     if "latency" in needs:
         cols.append("i.latency_ms")
-    return f"WITH {ctes}\nSELECT {', '.join(cols)}\nFROM i {' '.join(joins)}"
+    where = ""
+    if only_with:
+        joins = [j.replace("LEFT JOIN", "JOIN") for j in joins]
+        where = "\nWHERE i.latency_ms IS NOT NULL" if "latency" in needs else ""
+    return f"WITH {ctes}\nSELECT {', '.join(cols)}\nFROM i {' '.join(joins)}{where}"
 
 
 def _params(rules: dict, since, until, models) -> dict:
@@ -411,7 +416,9 @@ class LiveComparison:
 def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA,
               rules: dict | None = None) -> dict:
     """Per model x user x stratum sums of `metric`: {model: {"users": [...], "strata": [...],
-    "num": (U, S), "den": (U, S), "n": interactions}} (strata keys are tuples)."""
+    "num": (U, S), "den": (U, S), "n": interactions}} (strata keys are tuples). Only the
+    interactions in the metric's denominator are grouped (the others add nothing to a
+    sum); `n` counts every interaction of the model in the window."""
     if metric not in _SUMS:
         raise ValueError(f"unknown live metric {metric!r}; known: {sorted(LIVE_METRICS)}")
     rules = outcome_rules(**(rules or {}))
@@ -419,10 +426,14 @@ def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA
     num, den = _SUMS[metric]
     keys = ", ".join(strata)
     params = _params(rules, since, until, models)
-    inner = per_interaction_sql([metric], narrow(con, params))
-    sql = (f"SELECT model_id, user_id, {keys + ',' if keys else ''} count(*) AS n, {num} AS num, {den} AS den\n"
+    inner = per_interaction_sql([metric], narrow(con, params), only_with=True)
+    sql = (f"SELECT model_id, user_id, {keys + ',' if keys else ''} {num} AS num, {den} AS den\n"
            f"FROM ({inner})\nGROUP BY ALL")
     got = con.execute(sql, _bind(sql, params)).fetchnumpy()
+    count = ("SELECT model_id, count(*) FROM interactions "
+             "WHERE ts >= coalesce($since, '-infinity'::TIMESTAMPTZ) AND ts < coalesce($until, 'infinity'::TIMESTAMPTZ) "
+             "AND list_contains($models, model_id) GROUP BY model_id")
+    n_of = dict(con.execute(count, _bind(count, params)).fetchall())
     out = {}
     model_col = np.asarray(got["model_id"], dtype=object)
     for m in models:
@@ -436,8 +447,7 @@ def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA
         n_arr, d_arr = np.zeros((len(users), len(stratum_list))), np.zeros((len(users), len(stratum_list)))
         np.add.at(n_arr, (u_idx, s_idx), np.asarray(got["num"], dtype=np.float64)[sel])
         np.add.at(d_arr, (u_idx, s_idx), np.asarray(got["den"], dtype=np.float64)[sel])
-        out[m] = {"users": users, "strata": stratum_list, "num": n_arr, "den": d_arr,
-                  "n": int(np.asarray(got["n"])[sel].sum())}
+        out[m] = {"users": users, "strata": stratum_list, "num": n_arr, "den": d_arr, "n": int(n_of.get(m, 0))}
     return out
 
 

@@ -111,7 +111,7 @@ def test_outcomes_are_the_builds(tmp_path, rules, narrow):
         iid = s.interaction(f"q{k}", "an answer", user=f"u{k % 3}", ts=t)
         ids.append(iid)
         same_time = k == 11
-        for j, (kind, extra) in enumerate(events):
+        for kind, extra in events:
             s.feedback(iid, kind, ts=t if same_time else None, **{"edited_text": extra.get("edited_text"),
                                                                   "score": extra.get("score")})
     s.feedback(ids[0], "choose", other=ids[1])
