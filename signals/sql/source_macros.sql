@@ -43,6 +43,10 @@ CREATE OR REPLACE TEMP MACRO rules(section) AS TABLE
 CREATE OR REPLACE TEMP MACRO otel_attrs(x) AS {'k': json_extract_string(x, '$[*].key'), 'v': json_extract(x, '$[*].value')};
 CREATE OR REPLACE TEMP MACRO otel_attr(attrs, k) AS attrs.v[list_position(attrs.k, k)];
 CREATE OR REPLACE TEMP MACRO otel_text(v) AS coalesce(v ->> '$.stringValue', v ->> '$.intValue', v ->> '$.doubleValue', v ->> '$.boolValue');
+-- span events transformed with typed attributes ([{key, value: {stringValue, intValue, doubleValue, boolValue}}])
+CREATE OR REPLACE TEMP MACRO ev_attr(attrs, k) AS list_filter(coalesce(attrs, []), lambda a: a.key = k)[1].value;
+CREATE OR REPLACE TEMP MACRO ev_text(attrs, k) AS coalesce(ev_attr(attrs, k).stringValue, ev_attr(attrs, k).intValue,
+                                                            ev_attr(attrs, k).doubleValue::VARCHAR, ev_attr(attrs, k).boolValue::VARCHAR);
 -- GenAI messages ([{role, parts: [{type, content}]}], semconv 1.37+; JSON text) as a list of
 -- {role, content}: text parts joined; NULL when not valid JSON
 CREATE OR REPLACE TEMP MACRO genai_msgs(x) AS CASE WHEN json_valid(x) THEN list_transform(
