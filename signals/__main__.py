@@ -333,6 +333,8 @@ def export(args) -> int:
     if args.push:
         if args.to != "hf":
             raise ValueError("--push goes with --to hf")
+        if args.push.count("/") != 1 or any(p in ("", ".", "..") for p in args.push.split("/")):
+            raise ValueError(f"--push {args.push!r}: expected ORG/NAME")
         from huggingface_hub import get_token
 
         token = get_token()

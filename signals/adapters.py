@@ -128,6 +128,11 @@ def read_mlqe_da(path: Path):
                 yield n, rec, raw, None
 
 
+class CorruptFile(EOFError):
+    """A file its reader cannot parse at all (a cut Parquet or Arrow file): ingest records it
+    as corrupt_file (an EOFError, as a cut .gz is) and goes on with the next file."""
+
+
 def read_table(path: Path):
     """Rows of a Parquet file, of an Arrow file (`datasets` save_to_disk writes
     data-*.arrow as an Arrow stream) or JSON lines; row = 1-based row number."""
@@ -138,19 +143,22 @@ def read_table(path: Path):
     import pyarrow as pa
     import pyarrow.parquet as pq
 
-    if name.endswith(".parquet"):
-        batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
-    else:
-        try:
-            batches = iter(pa.ipc.open_stream(pa.memory_map(str(path))))
-        except pa.ArrowInvalid:
-            batches = (b for f in [pa.ipc.open_file(pa.memory_map(str(path)))] for b in
-                       (f.get_batch(i) for i in range(f.num_record_batches)))
-    n = 0
-    for batch in batches:
-        for rec in batch.to_pylist():
-            n += 1
-            yield n, rec, json.dumps(rec, ensure_ascii=False, default=str), None
+    try:
+        if name.endswith(".parquet"):
+            batches = pq.ParquetFile(path).iter_batches(batch_size=4096)
+        else:
+            try:
+                batches = iter(pa.ipc.open_stream(pa.memory_map(str(path))))
+            except pa.ArrowInvalid:
+                batches = (b for f in [pa.ipc.open_file(pa.memory_map(str(path)))] for b in
+                           (f.get_batch(i) for i in range(f.num_record_batches)))
+        n = 0
+        for batch in batches:
+            for rec in batch.to_pylist():
+                n += 1
+                yield n, rec, json.dumps(rec, ensure_ascii=False, default=str), None
+    except (pa.ArrowException, OSError) as e:
+        raise CorruptFile(f"{path.name}: not a readable {'Parquet' if name.endswith('.parquet') else 'Arrow'} file: {e}") from None
 
 
 READERS = {"jsonl": read_jsonl, "json": read_json, "mlqe-pe": read_mlqe_pe, "mlqe-da": read_mlqe_da,

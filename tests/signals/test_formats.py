@@ -144,6 +144,18 @@ def test_trl_kto_parquet(cli, stats, db, tmp_path):
     assert _quarantine(db) == {(1, "event_id")}          # label null
 
 
+def test_a_cut_parquet_file_is_corrupt_and_the_next_is_read(cli, stats, db, tmp_path):
+    import pyarrow as pa
+    import pyarrow.parquet as pq
+
+    pq.write_table(pa.Table.from_pylist([{"messages": [{"role": "user", "content": "q"}, {"role": "assistant", "content": "a"}]}]),
+                   tmp_path / "b.parquet")
+    (tmp_path / "a.parquet").write_bytes((tmp_path / "b.parquet").read_bytes()[:40])
+    assert cli("ingest", tmp_path, "--source", "trl-sft")[0] == 0
+    assert stats()["interactions"] == 1
+    assert _rows(db, "SELECT reason, source_path LIKE '%a.parquet' FROM quarantine") == [("corrupt_file", True)]
+
+
 def test_sql_mapping_is_checked_at_load(tmp_path):
     bad = tmp_path / "bad.yaml"
     bad.write_text("name: bad\nsql: 'SELECT 1 AS line; DROP TABLE interactions'\n")
