@@ -5,6 +5,8 @@
     python -m signals stats --json
     python -m signals build data=demo split.method=user            # a dataset snapshot
     python -m signals forget bob                                   # erase a user, revoke snapshots
+    python -m signals ingest export.jsonl --source langfuse        # a tracing tool's export (docs/formats.md)
+    python -m signals export VERSION --to openai-sft --out out/    # a snapshot for another platform
 
 Heavy modules are imported inside the verbs, so `--help` stays fast. Exit codes: the
 table in signals/cli.py (0 ok, 1 failed, 2 bad input, 3 locked, 5 quarantined under --strict).
