@@ -141,3 +141,17 @@ def test_mde_prediction_matches_what_the_gate_reports(metric, draw_cells, n):
     assert f"MDE {m.mde:.4f}" in d["reasons"][0]
     assert abs(m.mde / r["mde"] - 1) < 0.2, (m.mde, r)
     assert abs((m.ci_high - m.ci_low) / predicted_width - 1) < 0.2, (m.ci_low, m.ci_high, predicted_width)
+
+
+def test_eval_reports_power_for_the_primary_with_the_observed_spread():
+    """`python -m eval run` prints what its eval split detected and the size gate.power.effect needs."""
+    from eval.__main__ import format_result
+    from eval.harness import _power
+
+    m = against_constant("winrate", np.r_[np.ones(20), np.zeros(18)], 0.5, Bootstrap())
+    r = _power({"primary": "winrate", "power": {"effect": 0.1}}, {"winrate": m}, Bootstrap())
+    assert r["n"] == 38 and math.isclose(r["sd"], 0.5) and r["needed"] == 197 and r["short"]
+    result = {"run_id": "r", "baseline": "b", "snapshot_version": "v", "eval_id": "e", "decision": "inconclusive",
+              "reasons": [], "metrics": {"winrate": m.as_dict()}, "examples_dir": "x", "power": r}
+    assert "power: winrate on n=38 eval examples detects a difference of 0.227" in format_result(result)
+    assert _power({"primary": "kto_auc"}, {}, Bootstrap()) is None
