@@ -87,7 +87,7 @@ class Demo:
         return lines
 
     def nightly(self) -> dict[str, dict]:
-        return self.job("scripts", "nightly", "--quiet", *self.overrides)
+        return self.job("scripts", "nightly", *self.overrides)
 
     # ------------------------------------------------------------------ the gateway
 

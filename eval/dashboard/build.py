@@ -3,7 +3,9 @@
     python -m eval dashboard --out dashboard --store data/signal.duckdb
 
 Writes `index.html` (production model and its history, evals over time, tainted
-models, user signal), one `evals/<eval_id>.html` per evaluation, and `assets/`
+models, user signal), one `evals/<eval_id>.html` per evaluation, `live.html` (served
+models on live signal, the live checks) and `calibration.html` when there is data for
+them, and `assets/`
 with the vendored Plotly bundle and the stylesheet. No network is needed to view
 it: open index.html from the file system, or `python -m http.server -d dashboard`.
 """
@@ -299,6 +301,11 @@ def build_site(db: str | Path, out: str | Path, wait: float | None = None) -> li
     page = calibration_page(env, out, db, common, wait)         # judges vs users (eval calibrate), if any
     written += [page] if page else []
     common["calibrated"] = page is not None
+    from eval.dashboard.live import write_page as live_page
+
+    page = live_page(env, out, db, common, wait)                # canary vs production on live signal, if any
+    written += [page] if page else []
+    common["live"] = page is not None
     index = out / "index.html"
     index.write_text(env.get_template("index.html.j2").render(root=".", **common, **index_view(data)))
     written.append(index)

@@ -205,3 +205,18 @@ def test_the_scheduled_job_resumes_a_verify_stage_killed_after_its_decision(regi
     assert json.loads((pointers / "canary.json").read_text())["run_id"] is None
     with reopen(db) as con:
         assert [h["decision"] for h in live_history(con)] == ["promote"]
+
+
+def test_the_dashboard_has_a_live_page(registry, tmp_path):
+    from eval.dashboard.build import build_site
+
+    db, pointers, since = registry
+    traffic(open_store(db), tmp_path, since, p_canary=0.8, p_prod=0.3)
+    with reopen(db) as con:
+        verify(con, ONLINE, pointer_dir=str(pointers), now=since + timedelta(days=1))
+    pages = build_site(db, tmp_path / "site")
+    live = (tmp_path / "site" / "live.html").read_text()
+    assert tmp_path / "site" / "live.html" in pages and 'href="live.html"' in (tmp_path / "site" / "index.html").read_text()
+    assert "live-rates" in live and "live-diffs" in live          # both charts drawn
+    assert "<b>promote</b>" in live and "cand" in live and "base-base" in live
+    assert "the off-the-shelf model: nothing was promoted yet" in live      # the alias history
