@@ -170,7 +170,7 @@ def _score_model(model, tok, pairs, kto, batch_size, max_length):
 
 def _models(cfg, ecfg, which: list[str]):
     """(label, loader) for each of eval.calibration.models."""
-    from eval.runs import load_model, load_run_model, read_run
+    from eval.runs import load_run_model, read_run
 
     out = []
     for label in which:
@@ -179,7 +179,7 @@ def _models(cfg, ecfg, which: list[str]):
             if not name or name == "production":
                 raise EvalError("eval.calibration.models: baseline needs eval.baseline or model.name_or_path "
                                 "(a model folder or hub id)")
-            out.append((f"baseline:{name}", lambda name=name: load_model(str(name), cfg.get("model"))))
+            out.append((f"baseline:{name}", lambda name=name: _load_baseline(cfg, ecfg, str(name))))
         elif label == "candidate":
             cand = ecfg.get("candidate") or _newest_run(cfg)
             if cand is None:
@@ -190,6 +190,18 @@ def _models(cfg, ecfg, which: list[str]):
         else:
             raise EvalError(f"eval.calibration.models: unknown {label!r}; choose from baseline, candidate")
     return out
+
+
+def _load_baseline(cfg, ecfg, name: str):
+    """The baseline model; the exp's own base model is built or fetched first when its folder is
+    missing (model.kit, as the train stage does)."""
+    from eval.runs import load_model
+
+    if not ecfg.get("baseline") and cfg.get("model") is not None:
+        from train.models import ensure_kit
+
+        ensure_kit(cfg.model)
+    return load_model(name, cfg.get("model"))
 
 
 def _newest_run(cfg) -> Path | None:
