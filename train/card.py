@@ -278,7 +278,7 @@ def _gate(evaluation: dict | None) -> list[str]:
         f"**Decision: {decision}** against baseline `{evaluation.get('baseline')}` on held-out user "
         f"signal of snapshot `{evaluation.get('snapshot_version')}` (eval `{evaluation.get('eval_id')}`). "
         "Change is candidate - baseline; every metric is higher-is-better, and the interval is a "
-        "paired bootstrap interval on the change."
+        "paired confidence interval on the change (docs/eval.md#intervals-at-the-boundary)."
         + (" The gate moved `production` to this run." if evaluation.get("promoted") else ""),
         "",
         f"| metric | baseline | candidate | change | {conf:.0%} interval | n | what it measures |",

@@ -127,8 +127,8 @@ def glossary(confidence: float = 0.95, power: float = 0.8) -> list[tuple[str, st
         ("term-pts", "pts (percentage points)",
          "How a share moved: from 55% to 60% is +5 pts (not +5%)."),
         ("term-range", f"{c} range",
-         f"The range the true change lies in with {c} confidence (paired bootstrap: the examples are "
-         "resampled many times). Entirely above 0: better with confidence (green); entirely below 0: "
+         f"The range the true change lies in with {c} confidence (both models on the same examples: a Wilson "
+         "interval for a win rate, an adjusted Wald interval for accuracies, a paired bootstrap for the rest). Entirely above 0: better with confidence (green); entirely below 0: "
          "worse with confidence (red); spanning 0: can't tell yet (amber)."),
         ("term-mde", "Detectable change",
          f"The smallest true change this evaluation set would usually detect: a change this large shows "
