@@ -23,7 +23,9 @@ the bootstrap runs in numpy over those small arrays.
 
 from __future__ import annotations
 
+import json
 import math
+import time
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from importlib import resources
@@ -82,7 +84,7 @@ i AS (
     SELECT interaction_id, model_id, coalesce(user_id, '#' || interaction_id) AS user_id, app, task, ts{latency}
     FROM interactions
     WHERE ts >= coalesce($since, '-infinity'::TIMESTAMPTZ) AND ts < coalesce($until, 'infinity'::TIMESTAMPTZ)
-      AND ($models IS NULL OR list_contains($models, model_id))
+      AND ($models IS NULL OR list_contains($models, model_id)){touched}
 )"""
 # Decisions are numbers (1 accept, 2 reject, 3 edit: the tie order) and the latest one is
 # max(epoch_us(ts) * 4 + decision) % 4: a numeric aggregate (arg_max over a struct key held
@@ -190,14 +192,17 @@ def narrow(con, params: dict) -> bool:
     return bool(con.execute(sql, _bind(sql, params)).fetchone()[0])
 
 
-def per_interaction_sql(metrics, narrow: bool = False, only_with: bool = False) -> str:
+def per_interaction_sql(metrics, narrow: bool = False, only_with: bool = False, touched: str | None = None) -> str:
     """A query with one row per interaction in the window: interaction_id, model_id, user_id
     (a missing user is its own: '#' || interaction_id), app, task, ts
     and the columns `metrics` read (outcome, edit_change, rating, wins, losses, latency_ms).
-    `only_with`: only the interactions that have all of them (in the metrics' denominators)."""
+    `only_with`: only the interactions that have all of them (in the metrics' denominators).
+    `touched`: a table of interaction_id; only those interactions (pass narrow=True with it)."""
     needs = {cte for m in metrics for cte in _NEEDS[m]}
     latency = ",\n        TRY_CAST(json_extract_string(metadata, '$.latency_ms') AS DOUBLE) AS latency_ms"
-    ctes = _WINDOW.format(latency=latency if "latency" in needs else "") + _FEEDBACK[bool(narrow)]
+    touched_sql = f"\n      AND interaction_id IN (SELECT interaction_id FROM {touched})" if touched else ""
+    ctes = (_WINDOW.format(latency=latency if "latency" in needs else "", touched=touched_sql)
+            + _FEEDBACK[bool(narrow)])
     cols, joins = ["i.interaction_id", "i.model_id", "i.user_id", "i.app", "i.task", "i.ts"], []
     if "outcome" in needs:
         ctes += _OUTCOME
@@ -247,18 +252,182 @@ def _bind(sql: str, params: dict) -> dict:
     return {k: v for k, v in params.items() if f"${k}" in sql}
 
 
+# ---- the materialized outcomes (signals/migrations/0008_live_outcomes.sql) ---------------
+# Deriving each interaction's outcome from the raw feedback groups every feedback event by
+# interaction on every call (about 5 s of CPU at 5M interactions). `live_outcomes` keeps the
+# result, one row per interaction under the default rules; `refresh_outcomes` recomputes only
+# the interactions that rows of newer ingests (or forget/retention, via live_outcomes_dirty)
+# touched. A read-only connection uses the table only while `staleness` finds nothing new.
+
+OUTCOMES_VERSION = 1        # bump when the outcome SQL changes: stored rows are then rebuilt
+OUTCOME_COLUMNS = ("interaction_id", "model_id", "user_id", "app", "task", "ts", "outcome", "edit_change",
+                   "rating", "wins", "losses", "latency_ms")
+_ONLY_WITH = {"outcome": "outcome IS NOT NULL", "edit_change": "edit_change IS NOT NULL",
+              "rating": "rating IS NOT NULL", "choices": "wins + losses > 0", "latency": "latency_ms IS NOT NULL"}
+_COLUMNS_OF = {"outcome": ["outcome"], "edit_change": ["edit_change"], "rating": ["rating"],
+               "choices": ["wins", "losses"], "latency": ["latency_ms"]}
+_PROBE = """SELECT (SELECT coalesce(max(ingest_id), 0) FROM ingests),
+    (SELECT count(*) FILTER (WHERE ingest_id IS NULL) FROM interactions),
+    (SELECT count(*) FILTER (WHERE ingest_id IS NULL) FROM feedback),
+    (SELECT count(*) FROM interactions), (SELECT count(*) FROM live_outcomes),
+    (SELECT count(*) FROM live_outcomes_dirty)"""
+_STATE = ("SELECT rules, ingest_watermark, unlogged_interactions, unlogged_feedback FROM live_outcomes_state "
+          "WHERE name = 'default'")
+
+
+def _rules_key() -> str:
+    return json.dumps({"version": OUTCOMES_VERSION, **outcome_rules()}, sort_keys=True)
+
+
+def _writable(con) -> bool:
+    row = con.execute("SELECT NOT readonly FROM duckdb_databases() WHERE database_name = current_database()"
+                      ).fetchone()
+    return bool(row and row[0])
+
+
+def _has_table(con) -> bool:
+    return bool(con.execute("SELECT count(*) FROM duckdb_tables() WHERE database_name = current_database() "
+                            "AND table_name = 'live_outcomes_state'").fetchone()[0])
+
+
+def staleness(con) -> str | None:
+    """Why `live_outcomes` is not current with the store, or None when it is (a few cheap counts)."""
+    if not _has_table(con):
+        return "the store has no live_outcomes table (migration 0008 not applied)"
+    state = con.execute(_STATE).fetchone()
+    if state is None:
+        return "live_outcomes was never refreshed"
+    rules, watermark, unlogged_i, unlogged_f = state
+    if rules != _rules_key():
+        return "live_outcomes was computed under other outcome rules or an older version of them"
+    top, now_i, now_f, n_int, n_rows, dirty = con.execute(_PROBE).fetchone()
+    why = []
+    if top > watermark:
+        why.append(f"ingests {watermark + 1}..{top} came after the last refresh")
+    if (now_i, now_f) != (unlogged_i, unlogged_f):
+        why.append("rows without an ingest id were written or deleted since")
+    if dirty:
+        why.append(f"{dirty} interaction(s) changed by forget/retention")
+    if n_int != n_rows:
+        why.append(f"{n_int} interactions, {n_rows} rows")
+    return "; ".join(why) or None
+
+
+def refresh_outcomes(con, *, full: bool = False) -> dict:
+    """Bring `live_outcomes` up to date on a writable connection, in one transaction.
+
+    Incremental: recomputes the interactions touched since the watermark (an interaction of a
+    newer ingest, the interaction a newer feedback event is about or names as the other
+    choice, or listed in live_outcomes_dirty) from all their feedback. A full rebuild when
+    `full`, on the first refresh, when the rules changed, when rows without an ingest id
+    were written or deleted (they carry no watermark), or when the table does not end with
+    one row per interaction. Returns {"mode": "incremental" | "full" | "current", "reason",
+    "touched", "removed", "recomputed", "rows", "ingest_watermark", "seconds"}."""
+    from signals.store import transaction
+
+    t0 = time.perf_counter()
+    _macros(con)
+    params = _params(outcome_rules(), None, None, None)
+    cols = ", ".join(OUTCOME_COLUMNS)
+    out = {"mode": "incremental", "reason": None, "touched": 0, "removed": 0, "recomputed": 0}
+    with transaction(con):
+        state = con.execute(_STATE).fetchone()
+        top, now_i, now_f, *_ = con.execute(_PROBE).fetchone()
+        if full:
+            out["reason"] = "asked for"
+        elif state is None:
+            out["reason"] = "first refresh"
+        elif state[0] != _rules_key():
+            out["reason"] = "the outcome rules or their version changed"
+        elif (now_i, now_f) != (state[2], state[3]):
+            out["reason"] = "rows without an ingest id were written or deleted"
+        if out["reason"] is None:
+            con.execute(
+                "CREATE OR REPLACE TEMP TABLE live_touched AS SELECT DISTINCT interaction_id FROM ("
+                "SELECT interaction_id FROM interactions WHERE ingest_id > $w "
+                "UNION ALL SELECT interaction_id FROM feedback WHERE ingest_id > $w "
+                "UNION ALL SELECT other_interaction_id FROM feedback WHERE ingest_id > $w "
+                "AND other_interaction_id IS NOT NULL "
+                "UNION ALL SELECT interaction_id FROM live_outcomes_dirty)", {"w": int(state[1])})
+            out["touched"] = con.execute("SELECT count(*) FROM live_touched").fetchone()[0]
+            if out["touched"]:
+                out["removed"] = con.execute("DELETE FROM live_outcomes WHERE interaction_id IN "
+                                             "(SELECT interaction_id FROM live_touched)").fetchone()[0]
+                sql = (f"INSERT INTO live_outcomes ({cols}) SELECT {cols} FROM "
+                       f"({per_interaction_sql(LIVE_METRICS, True, touched='live_touched')})")
+                out["recomputed"] = con.execute(sql, _bind(sql, params)).fetchone()[0]
+            else:
+                out["mode"] = "current"
+            con.execute("DROP TABLE live_touched")
+            rows, n_int = con.execute("SELECT (SELECT count(*) FROM live_outcomes), "
+                                      "(SELECT count(*) FROM interactions)").fetchone()
+            if rows != n_int:
+                out["reason"] = f"{rows} rows for {n_int} interactions after the incremental refresh"
+        if out["reason"] is not None:
+            out["mode"] = "full"
+            out["removed"] = con.execute("DELETE FROM live_outcomes").fetchone()[0]
+            sql = f"INSERT INTO live_outcomes ({cols}) SELECT {cols} FROM ({per_interaction_sql(LIVE_METRICS)})"
+            out["recomputed"] = con.execute(sql, _bind(sql, params)).fetchone()[0]
+            out["touched"] = out["recomputed"]
+        con.execute("DELETE FROM live_outcomes_dirty")
+        con.execute("INSERT OR REPLACE INTO live_outcomes_state VALUES ('default', ?, ?, ?, ?, now())",
+                    [_rules_key(), int(top), int(now_i), int(now_f)])
+        out["rows"] = con.execute("SELECT count(*) FROM live_outcomes").fetchone()[0]
+    out["ingest_watermark"] = int(top)
+    out["seconds"] = round(time.perf_counter() - t0, 3)
+    return out
+
+
+def outcomes_source(con, rules: dict | None = None, source: str = "auto") -> dict:
+    """Where the per-interaction rows come from: {"table": bool, "why": str, "refresh": dict | None}.
+
+    `source="auto"`: the table under the default rules, refreshed first on a writable
+    connection; on a read-only one only while `staleness` finds nothing new, else (stale
+    data never used silently) the on-the-fly query, with the reason. `"query"`: always on
+    the fly. Non-default `rules` are always computed on the fly."""
+    if source not in ("auto", "query"):
+        raise ValueError(f"source must be 'auto' or 'query', not {source!r}")
+    if source == "query":
+        return {"table": False, "why": "asked for the on-the-fly query", "refresh": None}
+    if outcome_rules(**(rules or {})) != outcome_rules():
+        return {"table": False, "why": "non-default outcome rules: computed on the fly", "refresh": None}
+    if not _has_table(con):
+        return {"table": False, "why": staleness(con), "refresh": None}
+    if _writable(con):
+        return {"table": True, "why": "live_outcomes, refreshed", "refresh": refresh_outcomes(con)}
+    why = staleness(con)
+    if why is None:
+        return {"table": True, "why": "live_outcomes, current (read-only connection)", "refresh": None}
+    return {"table": False, "why": f"live_outcomes is stale ({why}) and the connection is read-only: "
+                                   "computed on the fly", "refresh": None}
+
+
+def table_sql(metrics, only_with: bool = False) -> str:
+    """per_interaction_sql's rows read from `live_outcomes` (same columns, same window parameters)."""
+    needs = [cte for cte in ("outcome", "edit_change", "rating", "choices", "latency")
+             if any(cte in _NEEDS[m] for m in metrics)]
+    cols = ["interaction_id", "model_id", "user_id", "app", "task", "ts"] + [c for n in needs for c in _COLUMNS_OF[n]]
+    where = ["ts >= coalesce($since, '-infinity'::TIMESTAMPTZ)", "ts < coalesce($until, 'infinity'::TIMESTAMPTZ)",
+             "($models IS NULL OR list_contains($models, model_id))"]
+    if only_with:
+        where += [_ONLY_WITH[n] for n in needs]
+    return f"SELECT {', '.join(cols)} FROM live_outcomes WHERE {' AND '.join(where)}"
+
+
 def daily_rates(con, *, models=None, since=None, until=None, bucket: str = "day",
-                rules: dict | None = None) -> list[dict]:
+                rules: dict | None = None, source: str = "auto") -> list[dict]:
     """Per model_id, app, task and day (UTC; or hour): n interactions, n_outcome (those with
     an outcome), users, every metric of LIVE_METRICS and each metric's denominator count as
     `{metric}_n`. A metric without data in a row is NaN. The window is on interaction time,
-    since inclusive, until exclusive; feedback counts whenever it arrived."""
+    since inclusive, until exclusive; feedback counts whenever it arrived. `source`: see
+    `outcomes_source` (the materialized outcomes when current, else on the fly)."""
     if bucket not in BUCKETS:
         raise ValueError(f"bucket must be one of {BUCKETS}, not {bucket!r}")
+    src = outcomes_source(con, rules, source)
     rules = outcome_rules(**(rules or {}))
     _macros(con)
     params = _params(rules, since, until, models)
-    inner = per_interaction_sql(LIVE_METRICS, narrow(con, params))
+    inner = table_sql(LIVE_METRICS) if src["table"] else per_interaction_sql(LIVE_METRICS, narrow(con, params))
     sums = ",\n    ".join(f"{num} AS \"{m}_num\", {den} AS \"{m}_n\"" for m, (num, den) in _SUMS.items())
     sql = (f"SELECT model_id, app, task, date_trunc('{bucket}', ts AT TIME ZONE 'UTC') AS {bucket},\n"
            f"    count(*) AS n, count(outcome) AS n_outcome, count(DISTINCT user_id) AS users,\n    {sums}\n"
@@ -414,23 +583,26 @@ class LiveComparison:
 
 
 def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA,
-              rules: dict | None = None) -> dict:
+              rules: dict | None = None, source: str = "auto", src: dict | None = None) -> dict:
     """Per model x user x stratum sums of `metric`: {model: {"users": [...], "strata": [...],
     "num": (U, S), "den": (U, S), "n": interactions}} (strata keys are tuples). Only the
     interactions in the metric's denominator are grouped (the others add nothing to a
-    sum); `n` counts every interaction of the model in the window."""
+    sum); `n` counts every interaction of the model in the window. `source`: see
+    `outcomes_source` (`src`: its answer, when the caller already has it)."""
     if metric not in _SUMS:
         raise ValueError(f"unknown live metric {metric!r}; known: {sorted(LIVE_METRICS)}")
+    src = src or outcomes_source(con, rules, source)
     rules = outcome_rules(**(rules or {}))
     _macros(con)
     num, den = _SUMS[metric]
     keys = ", ".join(strata)
     params = _params(rules, since, until, models)
-    inner = per_interaction_sql([metric], narrow(con, params), only_with=True)
+    inner = (table_sql([metric], only_with=True) if src["table"]
+             else per_interaction_sql([metric], narrow(con, params), only_with=True))
     sql = (f"SELECT model_id, user_id, {keys + ',' if keys else ''} {num} AS num, {den} AS den\n"
            f"FROM ({inner})\nGROUP BY ALL")
     got = con.execute(sql, _bind(sql, params)).fetchnumpy()
-    count = ("SELECT model_id, count(*) FROM interactions "
+    count = (f"SELECT model_id, count(*) FROM {'live_outcomes' if src['table'] else 'interactions'} "
              "WHERE ts >= coalesce($since, '-infinity'::TIMESTAMPTZ) AND ts < coalesce($until, 'infinity'::TIMESTAMPTZ) "
              "AND list_contains($models, model_id) GROUP BY model_id")
     n_of = dict(con.execute(count, _bind(count, params)).fetchall())
@@ -453,7 +625,7 @@ def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA
 
 def compare(con, candidate: str, baseline: str, *, metric: str = "accept_rate", since=None, until=None,
             strata=STRATA, resamples: int = 1000, level: float = 0.95, seed: int = 0,
-            rules: dict | None = None) -> LiveComparison:
+            rules: dict | None = None, source: str = "auto") -> LiveComparison:
     """`candidate` against `baseline` on `metric`, same window, stratified by `strata`.
 
     diff = sum_s w_s (candidate_s - baseline_s) over the strata both models served (with
@@ -461,14 +633,18 @@ def compare(con, candidate: str, baseline: str, *, metric: str = "accept_rate", 
     there (direct standardization: a shift in traffic mix cannot fake a win); strata only
     one model served are listed with weight 0 and left out. Interval: Poisson bootstrap
     over users within each arm (`user_bootstrap`). A side without data gives NaN values
-    and a `reason`."""
+    and a `reason`. `source`: where the per-interaction outcomes come from (`outcomes_source`:
+    the materialized table, refreshed first on a writable connection; on a read-only one only
+    while current, else on the fly); `details["outcomes"]` says which, and why."""
     if metric not in LIVE_METRICS:
         raise ValueError(f"unknown live metric {metric!r}; known: {sorted(LIVE_METRICS)}")
     bad = [s for s in strata if s not in STRATA]
     if bad:
         raise ValueError(f"strata must be among {STRATA}, not {bad}")
     strata = tuple(strata)
-    sums = user_sums(con, [candidate, baseline], metric, since=since, until=until, strata=strata, rules=rules)
+    src = outcomes_source(con, rules, source)
+    sums = user_sums(con, [candidate, baseline], metric, since=since, until=until, strata=strata, rules=rules,
+                     src=src)
     c, b = sums[candidate], sums[baseline]
     method = (f"{metric}: ratio of sums per stratum ({', '.join(strata) or 'no strata'}), direct standardization "
               f"to both models' pooled {LIVE_METRICS_DENOMINATOR[metric]}; {int(level * 100)}% percentile "
@@ -500,7 +676,9 @@ def compare(con, candidate: str, baseline: str, *, metric: str = "accept_rate", 
     result.details = {"strata_used": len(both), "strata_dropped": dropped,
                       "note": "only strata both models served (with data for the metric) count; the weights "
                               "are each one's share of both models' pooled denominator there",
-                      "interactions_candidate": c["n"], "interactions_baseline": b["n"]}
+                      "interactions_candidate": c["n"], "interactions_baseline": b["n"],
+                      "outcomes": {"source": "live_outcomes" if src["table"] else "on the fly", "why": src["why"],
+                                   "refresh": src["refresh"]}}
     if not both:
         missing = [m for m, side in ((candidate, c), (baseline, b)) if not side["den"].sum()]
         result.reason = (f"no {LIVE_METRICS_DENOMINATOR[metric]} for {', '.join(missing)} in the window"

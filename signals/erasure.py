@@ -195,6 +195,8 @@ def _verify_tables(con, path: Path, users: list[str]) -> list[str]:
         "judgments with no recorded subject (pre-0004 cache rows)":
             "SELECT count(*) FROM judgments WHERE key NOT IN (SELECT key FROM judgment_subjects)",
     }
+    if con.execute("SELECT count(*) FROM duckdb_tables() WHERE table_name = 'live_outcomes'").fetchone()[0]:
+        checks["live_outcomes"] = "SELECT count(*) FROM live_outcomes SEMI JOIN forget_users USING (user_id)"
     for where, q in checks.items():
         n = con.execute(q).fetchone()[0]
         if n:

@@ -95,10 +95,12 @@ def forget(con, users: list[str], reason: str = "forget", *, new_key: bool = Fal
         report["pending"] = con.execute("SELECT count(*) FROM forget_fb f WHERE NOT EXISTS "
                                         "(SELECT 1 FROM interactions i WHERE i.interaction_id = f.interaction_id)"
                                         ).fetchone()[0]
+        _live_dirty(con, "event_id IN (SELECT event_id FROM forget_fb)")
         report["feedback"] = con.execute(
             "DELETE FROM feedback WHERE event_id IN (SELECT event_id FROM forget_fb)").fetchone()[0]
         report["interactions"] = con.execute(
             "DELETE FROM interactions WHERE interaction_id IN (SELECT interaction_id FROM forget_ids)").fetchone()[0]
+        _live_forget(con, "forget_ids")
         report["quarantine"] = _forget_quarantine(con)
         report["optouts"] = con.execute(
             "DELETE FROM optouts WHERE user_id IN (SELECT user_id FROM forget_users)").fetchone()[0]
@@ -150,6 +152,21 @@ def _forget_judgments(con) -> int:
     return n
 
 
+# live_outcomes (migration 0008, eval/live.py) holds a row per interaction, user ids included:
+# the rows of deleted interactions go in the same transaction, and the interactions whose
+# feedback a delete changes are listed for eval.live.refresh_outcomes to recompute.
+def _live_dirty(con, where: str, params: list | None = None) -> None:
+    """List the interactions the feedback rows matching `where` (about to be deleted) are about."""
+    con.execute(f"INSERT INTO live_outcomes_dirty SELECT DISTINCT x FROM (SELECT unnest([interaction_id, "
+                f"other_interaction_id]) AS x FROM feedback WHERE {where}) WHERE x IS NOT NULL", params or [])
+
+
+def _live_forget(con, ids_table: str) -> None:
+    """Delete the live_outcomes rows (and dirty marks) of the deleted interactions in `ids_table`."""
+    for table in ("live_outcomes", "live_outcomes_dirty"):
+        con.execute(f"DELETE FROM {table} WHERE interaction_id IN (SELECT interaction_id FROM {ids_table})")
+
+
 def retain(con, days: int | None = None, *, now: datetime | None = None, save: bool = False) -> dict:
     """Purge interactions, feedback and quarantine older than `days` (default: the
     `retention_days` setting). `save=True` stores `days` as the policy."""
@@ -165,9 +182,11 @@ def retain(con, days: int | None = None, *, now: datetime | None = None, save: b
         if save:
             con.execute("INSERT OR REPLACE INTO settings VALUES ('retention_days', ?)", [str(days)])
         con.execute("CREATE OR REPLACE TEMP TABLE old_ids AS SELECT interaction_id FROM interactions WHERE ts < ?", [cutoff])
+        _live_dirty(con, "ts < $1 OR interaction_id IN (SELECT interaction_id FROM old_ids)", [cutoff])
         fb = con.execute("DELETE FROM feedback WHERE ts < ? OR interaction_id IN (SELECT interaction_id FROM old_ids)",
                          [cutoff]).fetchone()[0]
         it = con.execute("DELETE FROM interactions WHERE interaction_id IN (SELECT interaction_id FROM old_ids)").fetchone()[0]
+        _live_forget(con, "old_ids")
         q = con.execute("DELETE FROM quarantine WHERE quarantined_at < ?", [cutoff]).fetchone()[0]
         con.execute("DROP TABLE old_ids")
     return {"days": days, "cutoff": cutoff.isoformat(), "interactions": it, "feedback": fb, "quarantine": q}

@@ -139,7 +139,108 @@ def test_outcomes_are_the_builds(tmp_path, rules, narrow):
          "accept_keeps_edit": r["accept_keeps_edit"]}).fetchall())
     assert ours == built
     assert len(set(built.values())) >= 3
+    if not rules:                   # the materialized table holds the default rules' outcomes
+        assert live.refresh_outcomes(con)["mode"] == "full"
+        assert dict(con.execute("SELECT interaction_id, outcome FROM live_outcomes").fetchall()) == built
     s.close()
+
+
+# ---- the materialized outcomes (live_outcomes, refresh_outcomes) -------------------------
+
+def same(a, b) -> bool:
+    if isinstance(a, float) and math.isnan(a):
+        return isinstance(b, float) and math.isnan(b)
+    return a == pytest.approx(b) if isinstance(a, (int, float)) else a == b
+
+
+def assert_paths_agree(con, models=("A", "B")):
+    """daily_rates and compare from live_outcomes equal the on-the-fly query's, every metric."""
+    table, query = live.daily_rates(con), live.daily_rates(con, source="query")
+    assert len(table) == len(query) and table
+    for t, q in zip(table, query, strict=True):
+        assert t.keys() == q.keys() and all(same(t[k], q[k]) for k in t), (t, q)
+    for metric in live.LIVE_METRICS:
+        t = live.compare(con, *models, metric=metric, resamples=50)
+        q = live.compare(con, *models, metric=metric, resamples=50, source="query")
+        assert t.details["outcomes"]["source"] == "live_outcomes" and q.details["outcomes"]["source"] == "on the fly"
+        for k in ("diff", "ci_low", "ci_high", "pooled_diff", "n_candidate", "n_baseline", "users_candidate"):
+            assert same(getattr(t, k), getattr(q, k)), (metric, k)
+        assert len(t.strata) == len(q.strata) and t.reason == q.reason
+        assert all(same(a[k], b[k]) for a, b in zip(t.strata, q.strata, strict=True) for k in a)
+
+
+def test_the_table_gives_the_on_the_fly_results(small_store):
+    assert_paths_agree(small_store)
+    assert live.staleness(small_store) is None
+    assert live.refresh_outcomes(small_store)["mode"] == "current"
+    c = live.compare(small_store, "B", "A", rules={"rate_accept_at": 5}, resamples=20)
+    assert c.details["outcomes"]["source"] == "on the fly" and "non-default" in c.details["outcomes"]["why"]
+
+
+def test_refresh_is_incremental_late_feedback_updates_the_row_and_read_only_never_reads_stale(tmp_path):
+    first = [rec("a1", "A", "u1", feedback=[("accept", {})]), rec("a2", "A", "u2", feedback=[("accept", {})]),
+             rec("b1", "B", "v1", feedback=[("reject", {})]), rec("b2", "B", "v2", feedback=[("accept", {})])]
+    db = tmp_path / "store.duckdb"
+    ingest_paths([write_jsonl(tmp_path / "1.jsonl", first)], db, progress=False)
+    con = open_store(db)
+    r = live.refresh_outcomes(con)
+    assert (r["mode"], r["recomputed"], r["rows"]) == ("full", 4, 4)
+    assert live.refresh_outcomes(con)["mode"] == "current"
+    con.close()
+    # later: a reject for a1 (after its accept), a choice b2 over a2, and a new interaction
+    late = [{"event_id": "late-1", "interaction_id": "a1", "kind": "reject", "ts": "2026-01-03T09:00:00Z"},
+            {"event_id": "late-2", "interaction_id": "b2", "kind": "choose", "other_interaction_id": "a2",
+             "ts": "2026-01-03T09:00:00Z"},
+            rec("b3", "B", "v1", feedback=[("reject", {})])]
+    ingest_paths([write_jsonl(tmp_path / "2.jsonl", late)], db, progress=False)
+    ro = open_store(db, read_only=True)                  # the dashboard: cannot refresh, must not read stale rows
+    assert "ingests 2..2 came after the last refresh" in live.staleness(ro)
+    c = live.compare(ro, "A", "B", resamples=20)
+    assert c.details["outcomes"]["source"] == "on the fly" and "stale" in c.details["outcomes"]["why"]
+    assert c.pooled_candidate == 0.5                    # a1's late reject counts
+    ro.close()
+    con = open_store(db)
+    r = live.refresh_outcomes(con)
+    assert (r["mode"], r["touched"], r["removed"], r["recomputed"], r["rows"]) == ("incremental", 4, 3, 4, 5)
+    got = dict(con.execute("SELECT interaction_id, (outcome, wins, losses) FROM live_outcomes").fetchall())
+    assert got["a1"] == ("reject", 0, 0) and got["a2"] == ("accept", 0, 1) and got["b2"] == ("accept", 1, 0)
+    assert got["b3"] == ("reject", 0, 0) and got["b1"] == ("reject", 0, 0)
+    assert_paths_agree(con, ("A", "B"))
+    # a row written without an ingest id carries no watermark: the next refresh rebuilds all
+    con.execute("INSERT INTO feedback (event_id, interaction_id, ts, kind) VALUES ('hand', 'a2', ?, 'reject')",
+                ["2026-01-04T00:00:00Z"])
+    assert "without an ingest id" in live.staleness(con)
+    r = live.refresh_outcomes(con)
+    assert r["mode"] == "full" and "without an ingest id" in r["reason"]
+    assert con.execute("SELECT outcome FROM live_outcomes WHERE interaction_id = 'a2'").fetchone() == ("reject",)
+    con.close()
+    ro = open_store(db, read_only=True)
+    assert live.compare(ro, "A", "B", resamples=20).details["outcomes"]["source"] == "live_outcomes"
+    ro.close()
+
+
+def test_forget_and_retention_leave_no_row_and_mark_what_they_changed(tmp_path):
+    from signals.privacy import forget, retain
+
+    records = [rec("a1", "A", "u1", feedback=[("accept", {})]), rec("a2", "A", "u2", feedback=[("accept", {})]),
+               rec("b1", "B", "v1", feedback=[("accept", {}), ("choose", {"other_interaction_id": "a1"})]),
+               rec("old", "B", "v2", ts="2025-01-01T00:00:00Z")]
+    db = tmp_path / "store.duckdb"
+    ingest_paths([write_jsonl(tmp_path / "1.jsonl", records)], db, progress=False)
+    con = open_store(db)
+    live.refresh_outcomes(con)
+    assert con.execute("SELECT wins FROM live_outcomes WHERE interaction_id = 'b1'").fetchone() == (1,)
+    forget(con, ["u1"])                                   # b1's win was over u1's answer
+    assert con.execute("SELECT count(*) FROM live_outcomes WHERE user_id = 'u1' OR interaction_id = 'a1'"
+                       ).fetchone() == (0,)
+    assert "changed by forget/retention" in live.staleness(con)
+    r = live.refresh_outcomes(con)
+    assert r["mode"] == "incremental" and r["touched"] == 1     # b1 (a1's own mark went with it)
+    assert con.execute("SELECT wins FROM live_outcomes WHERE interaction_id = 'b1'").fetchone() == (0,)
+    retain(con, days=30, now=live._ts("2026-01-10"))
+    assert con.execute("SELECT count(*) FROM live_outcomes WHERE interaction_id = 'old'").fetchone() == (0,)
+    assert_paths_agree(con, ("A", "B"))
+    con.close()
 
 
 def bulk_insert(con, *, iid, ts, user, app, model, accepted):
