@@ -256,6 +256,8 @@ def run_child(kind: str, data: Path, db: Path, *extra) -> dict:
     if r.returncode != 0 or not line:
         raise SystemExit(f"{kind} failed:\n{r.stdout[-2000:]}\n{r.stderr[-4000:]}")
     out = json.loads(line[-1][5:])
+    if out["code"] != 0:
+        raise SystemExit(f"{kind} exited {out['code']}:\n{r.stderr[-4000:]}")
     if kind == "import":
         text = r.stdout[: r.stdout.index("BENCH")]
         summary = json.loads(text[text.index("{\n"):])

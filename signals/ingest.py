@@ -338,14 +338,17 @@ def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int, tmp: Path)
     try:
         for i, query in enumerate(stages, 1):
             con.execute(f"CREATE OR REPLACE TEMP TABLE stage{i} AS {query}")
+        con.execute("CREATE OR REPLACE TEMP TABLE src_markers AS SELECT json_merge_patch(line, json_object("
+                    "'_source_row', rowid + 1))::VARCHAR AS line FROM src_t WHERE starts_with(line, '{\"_reject\"')")
+        if stages and not re.search(r"\bsrc\b", last):    # the file's text is not needed any more: free it
+            con.execute("DROP VIEW src; DROP TABLE src_t")
         con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT line FROM ({last}) "
-                    "UNION ALL SELECT json_merge_patch(line, json_object('_source_row', rowid + 1))::VARCHAR "
-                    "FROM src_t WHERE starts_with(line, '{\"_reject\"')")
+                    "UNION ALL SELECT line FROM src_markers")
     finally:
         con.execute("SET preserve_insertion_order = true")
         for i in range(1, len(stages) + 1):
             con.execute(f"DROP TABLE IF EXISTS stage{i}")
-    con.execute("DROP VIEW src; DROP TABLE src_t")
+        con.execute("DROP TABLE IF EXISTS src_markers; DROP VIEW IF EXISTS src; DROP TABLE IF EXISTS src_t")
     con.execute("CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM raw_lines")
     con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT rowid + 1 AS ln, line FROM raw_lines")
     _parse(con)
