@@ -226,7 +226,8 @@ def resolve_snapshot(cfg, ecfg):
         except snapshot.SnapshotError as e:
             raise EvalError(str(e)) from None
     if not store or not Path(store).is_file():
-        raise EvalError(f"signal store {store} does not exist: ingest first, or pass snapshot=VERSION_OR_PATH")
+        raise EvalError(f"signal store {store} does not exist: ingest first (an exp with seed_store fills it: "
+                        "python -m train +exp=NAME 'stages=[ingest,build]'), or pass snapshot=VERSION_OR_PATH")
     from omegaconf import OmegaConf
 
     from signals.build import build_snapshot
@@ -330,11 +331,11 @@ def format_calibration(result: dict) -> str:
     """The calibration table: one line per predictor, then its per-app agreement."""
     lines = [f"calibration {result['calibration_id']} on snapshot {result['snapshot_version']}: "
              f"{result['pairs']} user verdicts (pairs), {result['kto_rows']} accept/reject rows",
-             f"{'predictor':44} {'app':>14} {'n':>5} {'agreement':>9} {'CI low':>7} {'CI high':>7} "
+             f"{'predictor':50} {'app':>14} {'n':>5} {'agreement':>9} {'CI low':>7} {'CI high':>7} "
              f"{'kappa':>6} {'pos.bias':>8} {'ECE':>6} {'AUC':>6}"]
     for r in result["rows"]:
         name = r["predictor"] if r["app"] == ALL_APPS else ""
-        lines.append(f"{name:44} {r['app']:>14} {r['n']:5d} {_num(r['agreement']):>9} {_num(r['ci_low']):>7} "
+        lines.append(f"{name:50} {r['app']:>14} {r['n']:5d} {_num(r['agreement']):>9} {_num(r['ci_low']):>7} "
                      f"{_num(r['ci_high']):>7} {_num(r['kappa']):>6} {_num(r['position_bias']):>8} "
                      f"{_num(r.get('ece')):>6} {_num(r.get('auc')):>6}")
     lines += [f"  note: {n}" for n in result["notes"]]
