@@ -134,6 +134,9 @@ def test_the_store_file_keeps_no_deleted_text_after_forget(tmp_path):
     for i in range(50):
         s.shown(f"carol asks {i}", f"answer {i}", "accept", user="carol")
     s.shown("alice asks", f"reply with {MARKER}", "edit", user="alice", edited_text=f"edited {MARKER}")
+    # live_outcomes (0008) holds a row per interaction, user ids included (as eval.live.refresh_outcomes writes)
+    s.con.execute("INSERT INTO live_outcomes SELECT interaction_id, model_id, user_id, app, task, ts, 'accept', "
+                  "NULL, NULL, 0, 0, NULL FROM interactions")
     s.close()
     # what DELETE alone leaves: the text stays in freed blocks
     plain = tmp_path / "plain.duckdb"
@@ -143,19 +146,24 @@ def test_the_store_file_keeps_no_deleted_text_after_forget(tmp_path):
                 "WHERE user_id = 'alice'); DELETE FROM interactions WHERE user_id = 'alice'; CHECKPOINT; VACUUM")
     con.close()
     assert MARKER.encode() in plain.read_bytes()
-    assert any("beyond what the live data holds" in f for f in erasure.verify(plain, ["alice"]))
+    found = erasure.verify(plain, ["alice"])
+    assert any("beyond what the live data holds" in f for f in found)
+    assert "live_outcomes: 1 row(s)" in found
     r = erasure.forget(db, ["alice"])
     assert r["store"]["rewritten"] and r["store"]["bytes_after"] > 0
     assert MARKER.encode() not in db.read_bytes()
     assert not Path(f"{db}.wal").exists() and not list(tmp_path.glob(".s.duckdb.rewrite-*"))
     con = open_store(db)                       # the rewritten store is whole: rows, keys, migrations, views
     assert con.execute("SELECT count(*) FROM interactions").fetchone()[0] == 50
+    assert con.execute("SELECT count(*) FILTER (WHERE user_id = 'alice'), count(*) FROM live_outcomes"
+                       ).fetchone() == (0, 50)
     assert con.execute("SELECT count(*) FROM schema_version").fetchone()[0] >= 4
     assert con.execute("SELECT count(*) FROM pending_feedback").fetchone()[0] == 0
     with pytest.raises(duckdb.ConstraintException):
         con.execute("INSERT INTO interactions SELECT * FROM interactions LIMIT 1")
     assert con.execute("SELECT count(*) FROM tombstones").fetchone()[0] == 1
     con.close()
+    assert erasure.verify(db, ["alice"]) == []
 
 
 def test_receipt_and_verify(tmp_path, cli, db):
