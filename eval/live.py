@@ -19,6 +19,13 @@ user's interactions are correlated, so resampling interactions understates the
 uncertainty (tests/eval/test_live.py shows it by simulation; docs/live.md has figures).
 The heavy part is one DuckDB query that aggregates to per model x user x stratum sums;
 the bootstrap runs in numpy over those small arrays.
+
+Each interaction's outcome (and rating, edit change, choices, latency) is stored in
+`live_outcomes` (signals/migrations/0008_live_outcomes.sql) under the default rules and
+kept current by `refresh_outcomes` (incremental: only the interactions that newer ingests,
+forget or retention touched). `compare` and `daily_rates` refresh it first on a writable
+connection; on a read-only one they read it only while `staleness` finds nothing new, else
+they compute on the fly from the raw feedback (`details["outcomes"]` says which).
 """
 
 from __future__ import annotations
