@@ -273,7 +273,8 @@ _ONLY_WITH = {"outcome": "outcome IS NOT NULL", "edit_change": "edit_change IS N
               "rating": "rating IS NOT NULL", "choices": "wins + losses > 0", "latency": "latency_ms IS NOT NULL"}
 _COLUMNS_OF = {"outcome": ["outcome"], "edit_change": ["edit_change"], "rating": ["rating"],
                "choices": ["wins", "losses"], "latency": ["latency_ms"]}
-_PROBE = """SELECT (SELECT coalesce(max(ingest_id), 0) FROM ingests),
+_PROBE = """SELECT greatest((SELECT coalesce(max(ingest_id), 0) FROM ingests),
+        (SELECT coalesce(max(ingest_id), 0) FROM interactions), (SELECT coalesce(max(ingest_id), 0) FROM feedback)),
     (SELECT count(*) FILTER (WHERE ingest_id IS NULL) FROM interactions),
     (SELECT count(*) FILTER (WHERE ingest_id IS NULL) FROM feedback),
     (SELECT count(*) FROM interactions), (SELECT count(*) FROM live_outcomes),
