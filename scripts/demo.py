@@ -316,7 +316,7 @@ def demo(args) -> int:
 
 def add_arguments(p) -> None:
     p.add_argument("--dir", default="data/demo", help="everything the demo writes (removed first)")
-    p.add_argument("--users", type=int, default=24, help="simulated users per day (the main knob of the wall time)")
+    p.add_argument("--users", type=int, default=20, help="simulated users per day (the main knob of the wall time)")
     p.add_argument("--requests-per-user", type=int, default=2, help="prompts each user sends per day")
     p.add_argument("--days", type=int, default=3, help="days each canary is served at most before the demo moves on")
     p.add_argument("--max-tokens", type=int, default=48, help="longest answer the engine generates")
