@@ -30,7 +30,8 @@ How each command is executed (`mode`):
   `python -m serve gateway` (a server that runs until stopped) through
   `serve.settings.compose`.
 - parse: commands that need the network (`signals fetch NAME`, `train fetch-model`) or
-  minutes of work (`serve export`): the real CLI parser, with the verb's function replaced.
+  minutes of work (`serve export`, `scripts demo`): the real CLI parser, with the verb's
+  function replaced.
 - make: the target exists in the Makefile and each `VAR=...` is a Makefile variable.
 - pytest: every test path named exists (the suite is not run from inside itself).
 """
@@ -151,7 +152,7 @@ def mode_of(argv: list[str]) -> str:
     verb = rest[0] if rest and not rest[0].startswith("-") and "=" not in rest[0] else "run"
     mode = {("train", "run"): "compose", ("train", "fetch-model"): "parse", ("eval", "run"): "compose",
             ("scripts", "nightly"): "compose", ("serve", "gateway"): "compose", ("serve", "run"): "compose",
-            ("serve", "export"): "parse"}.get((pkg, verb), "real")
+            ("serve", "export"): "parse", ("scripts", "demo"): "parse"}.get((pkg, verb), "real")
     if (pkg, verb) == ("signals", "fetch") and "--list" not in rest:
         mode = "parse"
     if pkg not in ("signals", "train", "eval", "serve", "scripts"):
