@@ -19,7 +19,7 @@ Targets (issue 3): at 1M, (a) <= 2x (b), (a) >= 10x (c), RSS < 2 GiB; at 5M, (a)
 1M time, RSS < 3 GiB.
 Then (issue 18) the same events written as a tracing tool exports them, ingested with its
 source mapping, each once: (d) Langfuse (GENERATION observations + scores, one a line) and
-(e) OpenTelemetry GenAI (OTLP/JSON lines of 8 spans; feedback as gen_ai.evaluation.result
+(e) OpenTelemetry GenAI (OTLP/JSON lines of 8 spans, files of ~200k records; feedback as gen_ai.evaluation.result
 events on the spans). Target: time per record <= 2x (a)'s.
 
     .venv/bin/python bench/bench_ingest.py --scale 0 --repeat 1 --python-events 0   # native + importers only
@@ -163,9 +163,13 @@ def generate_otel(native: Path, out: Path, per_line: int = 8) -> int:
             evals.setdefault(r["interaction_id"], []).append(
                 {"timeUnixNano": str(r["ts"] * 1_000_000), "name": "gen_ai.evaluation.result", "attributes": ev})
     out.mkdir(parents=True)
-    n = 0
-    with open(out / "spans.jsonl", "w") as f:
+    n, f = 0, None
+    try:
         for k in range(0, len(inters), per_line):
+            if f is None or n >= SHARD * (part + 1):     # files of about SHARD records, as the native ones
+                f and f.close()
+                part = n // SHARD
+                f = open(out / f"spans-{part:05d}.jsonl", "w")
             spans = []
             for r in inters[k:k + per_line]:
                 msgs = [{"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]} for m in r["prompt"]]
@@ -181,6 +185,8 @@ def generate_otel(native: Path, out: Path, per_line: int = 8) -> int:
                 n += 1 + len(evals.get(r["interaction_id"], []))
             f.write(json.dumps({"resourceSpans": [{"resource": {"attributes": [_attr("service.name", "support-reply")]},
                                                    "scopeSpans": [{"scope": {"name": "bench"}, "spans": spans}]}]}) + "\n")
+    finally:
+        f and f.close()
     return n
 
 
