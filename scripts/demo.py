@@ -69,14 +69,17 @@ class Demo:
         self.url = ""
         self.tokens: dict[str, str] = {}
         self.days: list[dict] = []
+        self.last_job_s = 0.0
 
     # ------------------------------------------------------------------ jobs
 
     def job(self, module: str, *argv: str) -> dict[str, dict]:
         """Run `python -m module ...` as the scheduler would; its stage lines, keyed by stage."""
         cmd = [sys.executable, "-m", module, *argv]
+        t = time.monotonic()
         res = subprocess.run(cmd, cwd=ROOT, stdout=subprocess.PIPE, text=True,
                              env={**os.environ, "PYTHONUNBUFFERED": "1"})
+        self.last_job_s = time.monotonic() - t
         lines = {}
         for line in res.stdout.splitlines():
             if line.startswith('{"stage"'):
@@ -210,7 +213,7 @@ class Demo:
         night = self.nightly()
         verify = night.get("verify", {})
         self.days.append({"day": day, "routes": routes, "served": served, "seconds": seconds, "verify": verify,
-                          "night": {k: v.get("status") for k, v in night.items()}})
+                          "night_s": self.last_job_s, "night": {k: v.get("status") for k, v in night.items()}})
         self.report_day(self.days[-1])
         return verify
 
@@ -222,7 +225,8 @@ class Demo:
             + "; ".join(f"{run}: {', '.join(f'{k} {v.count(k)}' for k in sorted(set(v)))}" for run, v in by_run.items()))
         v = d["verify"]
         if v.get("decision"):
-            say(f"night {d['day']}: live check of canary {v['canary']}: {v['decision'].upper()}: {v['reasons'][0]}")
+            say(f"night {d['day']} ({d['night_s']:.0f} s): live check of canary {v['canary']}: "
+                f"{v['decision'].upper()}: {v['reasons'][0]}")
 
     # ------------------------------------------------------------------ the inverted candidate
 
@@ -234,6 +238,7 @@ class Demo:
                  f"snapshot_root={inv / 'snapshots'}", f"output_root={self.runs}", "stages=[ingest,build,train]",
                  f"seed_store={{simulate:{{days:1,per_day:{self.args.inverted_per_day},seed:1,flip:true}}}}",
                  f"method.args.max_steps={self.args.inverted_steps}", *self.args.overrides)
+        say(f"trained the inverted candidate in {self.last_job_s:.0f} s")
         return max((p.parent for p in (self.runs / "demo-inverted").glob("*/manifest.json")),
                    key=lambda p: p.stat().st_mtime)
 
@@ -258,7 +263,8 @@ class Demo:
         (self.dir / "serve").mkdir(parents=True)
         say("night 0: seed the store with the old model's logs, train, gate, promote to canary")
         night = self.nightly()
-        say(f"night 0: gate {night.get('eval', {}).get('decision')}; promote {night.get('promote', {}).get('reason')}")
+        say(f"night 0 ({self.last_job_s:.0f} s): gate {night.get('eval', {}).get('decision')}; "
+            f"promote {night.get('promote', {}).get('reason')}")
         try:
             self.start_gateway()
             outcome = self.until_decided(first_day=1)
