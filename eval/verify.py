@@ -32,7 +32,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from eval import EvalError
-from eval.registry import PRODUCTION, alias_stack, alias_target, write_pointer
+from eval.registry import PRODUCTION, _f, alias_stack, alias_target, write_pointer
 from signals.store import transaction
 
 CANARY = "canary"
@@ -218,14 +218,6 @@ def _insert_move(con, alias, action, run_id, previous, eval_id, reason, ts) -> N
     seq = con.execute("SELECT coalesce(max(seq), 0) + 1 FROM aliases").fetchone()[0]
     con.execute("INSERT INTO aliases VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
                 [seq, alias, action, run_id, previous, eval_id, reason, ts])
-
-
-def _f(x):
-    try:
-        x = float(x)
-    except (TypeError, ValueError):
-        return None
-    return None if x != x else x
 
 
 # ----------------------------------------------------------------------------- offline vs live
