@@ -3,7 +3,7 @@
     python -m eval run +exp=NAME [candidate=RUN_DIR] [baseline=MODEL] [eval.batch_size=32]
     python -m eval calibrate +exp=NAME [eval/judge=reward_model eval.judge.path=RUN_DIR]
     python -m eval registry [--json]
-    python -m eval promote RUN [--force --reason TEXT]
+    python -m eval promote RUN [--force --reason TEXT] [--alias A | --skip-live-check]
     python -m eval rollback [--reason TEXT]
     python -m eval dashboard --out dashboard
 
@@ -160,8 +160,9 @@ def _registry_args(p) -> None:
 
 
 def promote(args) -> int:
-    """Point an alias (default production) at RUN; needs a promote decision unless --force."""
-    from eval.registry import promote as move
+    """Point an alias at RUN (production; the canary where the store verifies live); needs a
+    promote decision unless --force."""
+    from eval.verify import promote_by_hand
     from signals.store import default_db, store
 
     path = args.store or default_db()
@@ -170,14 +171,17 @@ def promote(args) -> int:
 
         raise StoreMissing(f"signal store {path} does not exist: nothing is registered there")
     with store(path, wait=args.wait) as con:
-        run_id = move(con, args.run, alias=args.alias, pointer_dir=args.pointer_dir, force=args.force,
-                      reason=args.reason)
-    print(f"{args.alias} -> {run_id}")
+        alias, run_id = promote_by_hand(con, args.run, alias=args.alias, pointer_dir=args.pointer_dir,
+                                        force=args.force, reason=args.reason,
+                                        skip_live_check=args.skip_live_check)
+    print(f"{alias} -> {run_id}" + ("  (the verify stage decides production from live signal)"
+                                     if alias == "canary" else ""))
     return 0
 
 
-def _alias_args(p) -> None:
-    p.add_argument("--alias", default="production", help="the alias to move (default production)")
+def _alias_args(p, default: str | None = "production") -> None:
+    p.add_argument("--alias", default=default, help="the alias to move (default production)" if default else
+                   "the alias to move (default production; canary where the store verifies live)")
     p.add_argument("--reason", help="why (recorded in the alias history)")
     p.add_argument("--pointer-dir", default="runs", help="where {alias}.json is written (default runs)")
     add_store(p)
@@ -186,7 +190,9 @@ def _alias_args(p) -> None:
 def _promote_args(p) -> None:
     p.add_argument("run", help="run id or run directory")
     p.add_argument("--force", action="store_true", help="override the gate (needs --reason)")
-    _alias_args(p)
+    p.add_argument("--skip-live-check", action="store_true",
+                   help="move production directly in a store that verifies live (needs --reason)")
+    _alias_args(p, default=None)
 
 
 def rollback(args) -> int:

@@ -179,6 +179,19 @@ def promote(con, run_ref: str, *, alias: str = PRODUCTION, pointer_dir: str | No
     """Point `alias` at a run. Needs a `promote` decision unless forced (a forced promote of a run
     directory registers it when it was never evaluated); never a tainted run."""
     check_alias(alias)
+    run_id, eval_id = promotable(con, run_ref, force=force, reason=reason, eval_id=eval_id)
+    previous = alias_target(con, alias)
+    if previous == run_id:
+        return run_id
+    _move(con, alias, "promote", run_id, previous, eval_id,
+          reason or (f"gate decision {eval_id}" if eval_id else None))
+    write_pointer(con, alias, pointer_dir)
+    return run_id
+
+
+def promotable(con, run_ref: str, *, force: bool, reason: str | None,
+               eval_id: str | None = None) -> tuple[str, str | None]:
+    """(run id, eval id) when the run may be promoted, else EvalError saying why; moves nothing."""
     if force and (Path(run_ref) / "manifest.json").is_file() and not _registered(con, run_ref):
         from eval.runs import read_run          # a forced promote may name a run never evaluated
 
@@ -196,13 +209,7 @@ def promote(con, run_ref: str, *, alias: str = PRODUCTION, pointer_dir: str | No
         eval_id = eval_id or last["eval_id"]
     elif not reason:
         raise EvalError("promote --force needs --reason (it is recorded in the alias history)")
-    previous = alias_target(con, alias)
-    if previous == run_id:
-        return run_id
-    _move(con, alias, "promote", run_id, previous, eval_id,
-          reason or (f"gate decision {eval_id}" if eval_id else None))
-    write_pointer(con, alias, pointer_dir)
-    return run_id
+    return run_id, eval_id
 
 
 def promote_if_allowed(store: str, result: dict, gate, *, pointer_dir: str | None, alias: str = PRODUCTION,

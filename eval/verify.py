@@ -127,6 +127,40 @@ def promote_to_canary(con, result: dict, *, pointer_dir: str | None, base_model:
     return promote(con, result["run_id"], alias=CANARY, pointer_dir=pointer_dir, eval_id=result.get("eval_id"))
 
 
+def verifies_live(con) -> bool:
+    """Whether this store's promotions go through the live check: a canary was ever set (the
+    promote stage with `online.enabled` sets one) or a live decision was ever recorded."""
+    return bool(con.execute("SELECT (SELECT count(*) FROM aliases WHERE alias = ?) "
+                            "+ (SELECT count(*) FROM live_decisions)", [CANARY]).fetchone()[0])
+
+
+def promote_by_hand(con, run_ref: str, *, alias: str | None, pointer_dir: str | None, force: bool,
+                    reason: str | None, skip_live_check: bool = False) -> tuple[str, str]:
+    """`python -m eval promote`: (alias moved, run id). Where the store verifies live, a promote,
+    forced or not, moves the canary (the live check decides production); moving production
+    past it needs `skip_live_check` and a reason, so nothing skips the check by accident."""
+    from eval.registry import promotable, promote, rollback
+
+    live = verifies_live(con)
+    alias = alias or (CANARY if live else PRODUCTION)
+    if alias == PRODUCTION and live and not skip_live_check:
+        raise EvalError("this store verifies promotions live (online.enabled): promote to the canary "
+                        "(the default here) and let the verify stage decide, or pass --skip-live-check "
+                        "with --reason to move production directly")
+    if skip_live_check and not reason:
+        raise EvalError("--skip-live-check needs --reason (it is recorded in the alias history)")
+    if alias == CANARY:
+        if alias_target(con, PRODUCTION) is None:
+            raise EvalError("no production run to compare a canary with: promote one to production first "
+                            "(python -m eval promote RUN --alias production)")
+        run_id, _ = promotable(con, run_ref, force=force, reason=reason)    # checked before the old canary goes
+        pending = alias_target(con, CANARY)
+        if pending not in (None, run_id):
+            rollback(con, alias=CANARY, pointer_dir=pointer_dir,
+                     reason=f"replaced by {run_id} before its live check ended")
+    return alias, promote(con, run_ref, alias=alias, pointer_dir=pointer_dir, force=force, reason=reason)
+
+
 # ----------------------------------------------------------------------------- the decision
 
 

@@ -22,6 +22,7 @@ from eval.verify import (
     ensure_production,
     live_history,
     problems,
+    promote_by_hand,
     promote_to_canary,
     verify,
 )
@@ -149,6 +150,39 @@ def test_the_gates_winner_goes_to_canary_and_replaces_a_pending_one(tmp_path):
         assert alias_target(con, "canary") == "r2" and canary_since(con)[1] == "ev-r2"
         assert "replaced by r2" in alias_history(con, "canary")[-2]["reason"]
         assert alias_target(con, "production") == "base-base"          # the gate never moves production here
+
+
+def test_a_forced_promote_by_hand_is_still_verified_live(registry, tmp_path, capsys):
+    """In a store that verifies live, `eval promote --force` moves the canary (replacing the
+    pending one), never production; production directly needs --skip-live-check and a reason."""
+    from eval.__main__ import main
+
+    db, pointers, _ = registry
+    with reopen(db) as con:
+        add_run(con, "hotfix", tmp_path / "hotfix")
+    common = ["--store", str(db), "--pointer-dir", str(pointers)]
+    assert main(["promote", "hotfix", "--force", "--reason", "by hand", *common]) == 0
+    assert "canary -> hotfix" in capsys.readouterr().out
+    with reopen(db) as con:
+        assert alias_target(con, "canary") == "hotfix" and alias_target(con, "production") == "base-base"
+        assert "replaced by hotfix" in alias_history(con, "canary")[-2]["reason"]
+        with pytest.raises(EvalError, match="verifies promotions live"):
+            promote_by_hand(con, "hotfix", alias="production", pointer_dir=None, force=True, reason="r")
+        with pytest.raises(EvalError, match="needs --reason"):
+            promote_by_hand(con, "hotfix", alias="production", pointer_dir=None, force=True, reason=None,
+                            skip_live_check=True)
+        with pytest.raises(EvalError, match="not 'promote'"):      # a refused promote keeps the pending canary
+            promote_by_hand(con, "cand", alias=None, pointer_dir=None, force=False, reason=None)
+        assert alias_target(con, "canary") == "hotfix"
+        assert promote_by_hand(con, "hotfix", alias="production", pointer_dir=None, force=True,
+                               reason="incident", skip_live_check=True) == ("production", "hotfix")
+    assert json.loads((pointers / "canary.json").read_text())["run_id"] == "hotfix"
+
+
+def test_a_store_without_live_checks_promotes_production(tmp_path):
+    with open_store(tmp_path / "s.duckdb") as con:
+        add_run(con, "r", tmp_path)
+        assert promote_by_hand(con, "r", alias=None, pointer_dir=None, force=True, reason="t") == ("production", "r")
 
 
 def test_online_settings_are_checked():
