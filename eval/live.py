@@ -38,6 +38,7 @@ from datetime import UTC, date, datetime
 from importlib import resources
 
 import numpy as np
+import pandas as pd
 
 from signals.recipe import Outcome, Pref
 
@@ -457,7 +458,7 @@ def daily_rates(con, *, models=None, since=None, until=None, bucket: str = "day"
 # Poisson(1) weights from 16 random bits: the inverse CDF on a 2^16 grid (P(w >= 9) ~ 1e-6 is cut)
 _POISSON = np.searchsorted(np.cumsum([math.exp(-1) / math.factorial(k) for k in range(12)]) * 65536,
                            np.arange(65536) + 0.5, side="right").astype(np.float32)
-_CHUNK = 250            # resamples per weight matrix (memory: chunk x rows x 4 bytes)
+_CHUNK = 16             # resamples per weight matrix: small, so it stays in cache (bench/bench_live.py)
 
 
 @dataclass
@@ -475,11 +476,12 @@ class BootstrapResult:
 def _resampled_sums(x: np.ndarray, resamples: int, rng: np.random.Generator) -> np.ndarray:
     """(resamples, cols): Poisson(1)-weighted column sums of x (rows, cols), one weight per row."""
     out = np.empty((resamples, x.shape[1]), dtype=np.float64)
-    x32 = x.astype(np.float32)
+    xt = np.ascontiguousarray(x.T, dtype=np.float32)
     for start in range(0, resamples, _CHUNK):
         b = min(_CHUNK, resamples - start)
         w = _POISSON[rng.integers(0, 65536, size=(b, x.shape[0]), dtype=np.uint16)]
-        out[start:start + b] = w @ x32
+        for i in range(b):      # one matrix-vector product a resample: a threaded BLAS gemm stalls on busy cores
+            out[start + i] = xt @ w[i]
     return out
 
 
@@ -618,15 +620,28 @@ def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA
     model_col = np.asarray(got["model_id"], dtype=object)
     for m in models:
         sel = model_col == m
-        users, u_idx = np.unique(np.asarray(got["user_id"], dtype=object)[sel].astype(str), return_inverse=True)
-        skeys = list(zip(*[np.asarray(got[k], dtype=object)[sel] for k in strata], strict=True)) if strata \
-            else [()] * int(sel.sum())
-        stratum_list = sorted(set(skeys), key=lambda t: tuple("" if x is None else str(x) for x in t))
-        s_of = {s: j for j, s in enumerate(stratum_list)}
-        s_idx = np.array([s_of[s] for s in skeys], dtype=np.int64)
+        u_idx, users = pd.factorize(np.asarray(got["user_id"], dtype=object)[sel])   # hashing, not sorting rows
+        users = np.asarray(users, dtype=object).astype(str)
+        order = np.argsort(users, kind="stable")          # users sorted: the resample does not hang on row order
+        users, u_idx = users[order], np.argsort(order)[u_idx]
+        combined, levels = np.zeros(int(sel.sum()), dtype=np.int64), []
+        for k in strata:                      # a stratum's code: its columns' codes, mixed radix
+            codes, uniques = pd.factorize(np.asarray(got[k], dtype=object)[sel], use_na_sentinel=False)
+            combined = combined * max(len(uniques), 1) + codes
+            levels.append(list(uniques))
+        cells, s_idx = np.unique(combined, return_inverse=True)
+        found = []
+        for c in cells.tolist():
+            key = []
+            for lv in reversed(levels):
+                c, j = divmod(c, max(len(lv), 1))
+                key.append(None if lv[j] is None or lv[j] != lv[j] else lv[j])
+            found.append(tuple(reversed(key)))
+        stratum_list = sorted(found, key=lambda t: tuple("" if x is None else str(x) for x in t))
+        s_idx = np.array([stratum_list.index(t) for t in found], dtype=np.int64)[s_idx] if found else s_idx
         n_arr, d_arr = np.zeros((len(users), len(stratum_list))), np.zeros((len(users), len(stratum_list)))
-        np.add.at(n_arr, (u_idx, s_idx), np.asarray(got["num"], dtype=np.float64)[sel])
-        np.add.at(d_arr, (u_idx, s_idx), np.asarray(got["den"], dtype=np.float64)[sel])
+        n_arr[u_idx, s_idx] = np.asarray(got["num"], dtype=np.float64)[sel]     # GROUP BY: one row per cell
+        d_arr[u_idx, s_idx] = np.asarray(got["den"], dtype=np.float64)[sel]
         out[m] = {"users": users, "strata": stratum_list, "num": n_arr, "den": d_arr, "n": int(n_of.get(m, 0))}
     return out
 
