@@ -33,6 +33,7 @@ from __future__ import annotations
 import json
 import math
 import time
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import asdict, dataclass, field
 from datetime import UTC, date, datetime
 from importlib import resources
@@ -485,6 +486,24 @@ def _resampled_sums(x: np.ndarray, resamples: int, rng: np.random.Generator) -> 
     return out
 
 
+def _both_arms(xc: np.ndarray, xb: np.ndarray, resamples: int, seed) -> tuple[np.ndarray, np.ndarray]:
+    """Both arms' resampled sums, the resamples in two halves with a random stream each (seeded,
+    so the result is the same however they run): on two threads when the work is large (numpy
+    releases the GIL in the draws and products), else one after the other."""
+    half = [resamples - resamples // 2, resamples // 2]
+    streams = np.random.default_rng(seed).spawn(2)
+
+    def part(k: int) -> tuple[np.ndarray, np.ndarray]:
+        return _resampled_sums(xc, half[k], streams[k]), _resampled_sums(xb, half[k], streams[k])
+
+    if resamples * (len(xc) + len(xb)) >= 4_000_000:
+        with ThreadPoolExecutor(2) as pool:
+            parts = list(pool.map(part, (0, 1)))
+    else:
+        parts = [part(0), part(1)]
+    return np.vstack([p[0] for p in parts]), np.vstack([p[1] for p in parts])
+
+
 def _standardized(cand_num, cand_den, base_num, base_den, weights, resamples, level, seed) -> BootstrapResult:
     cand_num, cand_den, base_num, base_den = (np.asarray(a, dtype=np.float64).reshape(len(a), -1)
                                               for a in (cand_num, cand_den, base_num, base_den))
@@ -496,11 +515,11 @@ def _standardized(cand_num, cand_den, base_num, base_den, weights, resamples, le
     nan = BootstrapResult(math.nan, math.nan, math.nan, math.nan, 0, cand, base, w.tolist())
     if not (math.isfinite(cand) and math.isfinite(base)):
         return nan
-    rng = np.random.default_rng(seed)
     # a row (user) with nothing in any stratum changes no sum: with Poisson weights, dropping it is exact
     keep_c, keep_b = cand_den.any(1), base_den.any(1)
-    c = _resampled_sums(np.hstack([cand_num[keep_c], cand_den[keep_c]]), resamples, rng)
-    b = _resampled_sums(np.hstack([base_num[keep_b], base_den[keep_b]]), resamples, rng)
+    xc = np.hstack([cand_num[keep_c], cand_den[keep_c]])
+    xb = np.hstack([base_num[keep_b], base_den[keep_b]])
+    c, b = _both_arms(xc, xb, resamples, seed)
     with np.errstate(invalid="ignore", divide="ignore"):
         boots = (c[:, :s] / c[:, s:]) @ w - (b[:, :s] / b[:, s:]) @ w
     boots = boots[np.isfinite(boots)]
