@@ -25,6 +25,11 @@ Rules for hostile input:
   quarantine row `corrupt_file` naming the file (no row number, no raw text) and an
   `ingests` row (0 records, 1 quarantined), so the same bytes are not retried; a later,
   complete file (other bytes) is ingested. The next files are read either way.
+- Failed mappings. When DuckDB raises inside a SQL source mapping (a conversion or binder
+  error, a value the mapping did not expect), the file gets status "mapping_failed": one
+  quarantine row `mapping_error` (no row) naming the mapping and DuckDB's message, and an
+  `ingests` row under the mapping's name and a digest of its text: the same mapping skips
+  the file next time, a fixed one reads it again. Nothing of the file is stored.
 - Long lines. A line longer than DuckDB's scan buffer (32 MiB at least) vanishes from its
   reader without an error; the bytes read are checked against the file's size, and on a
   mismatch the file is re-read through a cleaned copy in which that line is `too_large`.
@@ -48,13 +53,15 @@ Rules for hostile input:
 Quarantine reasons: malformed_json, invalid_utf8, wrong_type, missing_field,
 invalid_timestamp, unknown_kind, edit_without_text, rate_without_score,
 choose_without_other, conflict, too_large (over max_record_chars, or over DuckDB's line
-buffer), mapping_error (a source mapping could not map the record), malformed_csv,
+buffer), mapping_error (a source mapping could not map the record, or failed on the whole
+file: no row), malformed_csv,
 corrupt_file (the whole file could not be read; no row).
 """
 
 from __future__ import annotations
 
 import gzip
+import hashlib
 import io
 import json
 import os
@@ -303,11 +310,35 @@ def _stage_csv_duckdb(con, path: Path, max_chars: int) -> None:
 STAGERS = {"jsonl": stage_jsonl, "json": stage_json, "parquet": stage_parquet, "csv": stage_csv}
 
 
+CHUNK_BYTES = 128 << 20
+"""A `chunked` SQL mapping maps its file's lines this many bytes of text at a time, so what a
+chunk parses into (otel-genai: typed structs of every span) is bounded whatever the file's
+size. Each chunk is one more query, and small ones cost more per line: chunks are large."""
+
+
+class SourceMappingFailed(Exception):
+    """DuckDB raised while running a SQL mapping on a file (a conversion, a binder error, a value
+    the mapping did not expect): the mapping failed, not the file; recorded as mapping_error."""
+
+
+def _chunks(con, chunked: bool) -> list[tuple[int, int]]:
+    """Row ranges [lo, hi) of src_t to map one after the other: about CHUNK_BYTES of text each
+    for a `chunked` mapping, else the whole file (a mapping that joins lines needs them all)."""
+    n = con.execute("SELECT count(*) FROM src_t").fetchone()[0]
+    if not chunked or n == 0:
+        return [(0, n)]
+    return con.execute(f"SELECT min(rowid), max(rowid) + 1 FROM (SELECT rowid, sum(nbytes) OVER (ORDER BY rowid "
+                       f"ROWS UNBOUNDED PRECEDING) // {CHUNK_BYTES} AS k FROM src_t) GROUP BY k ORDER BY k").fetchall()
+
+
 def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int, tmp: Path) -> None:
     """A source mapping written in SQL (`sql:`, signals/sources.py): the file's lines go to
     src_t as text (rowid + 1 is the line number), the mapping's SELECT over view src(ln, line)
-    writes native JSON lines to raw_lines, then stage 1 runs as for a native file. Lines DuckDB
-    cannot read (invalid UTF-8, over-long) come from a cleaned copy as quarantine markers."""
+    writes native JSON lines to raw_lines (a `chunked` mapping: a chunk of lines at a time), then
+    stage 1 runs as for a native file (its parse of raw_lines runs in parallel; streaming the
+    mapping into it instead was slower). Lines DuckDB cannot read (invalid UTF-8, over-long) come
+    from a cleaned copy as quarantine markers. DuckDB errors inside the mapping raise
+    SourceMappingFailed."""
     from signals import sources
 
     def read(p: Path) -> int:
@@ -330,20 +361,30 @@ def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int, tmp: Path)
         if read(clean):
             raise IngestError(f"{path}: unreadable even after cleaning")
     con.execute("SET VARIABLE source_params = ?::JSON", [json.dumps(mapping.get("params") or {})])
-    con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT rowid + 1 AS ln, line FROM src_t "
-                "WHERE regexp_matches(line, '\\S') AND NOT starts_with(line, '{\"_reject\"')")
     con.execute(sources.sql_macros())
     *stages, last = sources.sql_stages(mapping)
+    chunks = _chunks(con, bool(mapping.get("chunked")))
+    con.execute("CREATE OR REPLACE TEMP TABLE src_markers AS SELECT json_merge_patch(line, json_object("
+                "'_source_row', rowid + 1))::VARCHAR AS line FROM src_t WHERE starts_with(line, '{\"_reject\"')")
+    con.execute("CREATE OR REPLACE TEMP TABLE raw_lines (line VARCHAR)")
     con.execute("SET preserve_insertion_order = false")   # each line carries its _source_row: order is free
     try:
-        for i, query in enumerate(stages, 1):
-            con.execute(f"CREATE OR REPLACE TEMP TABLE stage{i} AS {query}")
-        con.execute("CREATE OR REPLACE TEMP TABLE src_markers AS SELECT json_merge_patch(line, json_object("
-                    "'_source_row', rowid + 1))::VARCHAR AS line FROM src_t WHERE starts_with(line, '{\"_reject\"')")
-        if stages and not re.search(r"\bsrc\b", last):    # the file's text is not needed any more: free it
-            con.execute("DROP VIEW src; DROP TABLE src_t")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT line FROM ({last}) "
-                    "UNION ALL SELECT line FROM src_markers")
+        for lo, hi in chunks:
+            con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT rowid + 1 AS ln, line FROM src_t "
+                        f"WHERE rowid >= {int(lo)} AND rowid < {int(hi)} "
+                        "AND regexp_matches(line, '\\S') AND NOT starts_with(line, '{\"_reject\"')")
+            try:
+                for i, query in enumerate(stages, 1):
+                    con.execute(f"CREATE OR REPLACE TEMP TABLE stage{i} AS {query}")
+                if len(chunks) == 1 and stages and not re.search(r"\bsrc\b", last):   # the text is not needed any more
+                    con.execute("DROP VIEW src; DROP TABLE src_t")
+                con.execute(f"INSERT INTO raw_lines SELECT line FROM ({last})")
+            except (duckdb.OutOfMemoryException, duckdb.InterruptException):
+                raise
+            except duckdb.Error as e:
+                raise SourceMappingFailed(f"source mapping {mapping['name']} ({mapping.get('_file', '?')}) failed on "
+                                          f"this file: {type(e).__name__}: {_first_line(e)}") from None
+        con.execute("INSERT INTO raw_lines SELECT line FROM src_markers")
     finally:
         con.execute("SET preserve_insertion_order = true")
         for i in range(1, len(stages) + 1):
@@ -352,6 +393,10 @@ def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int, tmp: Path)
     con.execute("CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM raw_lines")
     con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT rowid + 1 AS ln, line FROM raw_lines")
     _parse(con)
+
+
+def _first_line(error: BaseException, limit: int = 500) -> str:
+    return (str(error).strip().splitlines() or [""])[0][:limit]
 
 
 # ---------------------------------------------------------------- one file
@@ -379,17 +424,33 @@ _TEMP = ("DROP VIEW IF EXISTS rec; DROP VIEW IF EXISTS raw_input; DROP VIEW IF E
 def _record_corrupt(con, path: Path, digest: str, src_name: str, started, error: BaseException) -> dict:
     """One quarantine row (reason corrupt_file, no row number) and one ingests row for a file
     that cannot be read, so it is never silently skipped and the same bytes are not retried."""
-    detail = f"cannot read the file: {type(error).__name__}: {(str(error).strip().splitlines() or [''])[0][:500]}"
+    detail = f"cannot read the file: {type(error).__name__}: {_first_line(error)}"
+    return _record_file(con, path, digest, src_name, started, "corrupt", "corrupt_file", detail)
+
+
+def _record_file(con, path: Path, digest: str, src_name: str, started, status: str, reason: str, detail: str,
+                 key: str | None = None) -> dict:
+    """A file that yields no records, as one quarantine row (no row number) and one ingests row
+    recorded under source `key` (default: the source's name) for the check that skips a file seen."""
     with transaction(con):
         ingest_id = con.execute("SELECT coalesce(max(ingest_id), 0) + 1 FROM ingests").fetchone()[0]
         con.execute("INSERT INTO quarantine (source_path, source_row, field, reason, detail, raw, user_id, ingest_id, "
-                    "quarantined_at) VALUES (?, NULL, NULL, 'corrupt_file', ?, NULL, NULL, ?, now())",
-                    [str(path), detail, ingest_id])
+                    "quarantined_at) VALUES (?, NULL, NULL, ?, ?, NULL, NULL, ?, now())",
+                    [str(path), reason, detail, ingest_id])
         con.execute("INSERT INTO ingests VALUES (?, ?, ?, ?, 0, 0, 0, 0, 1, ?, now())",
-                    [ingest_id, str(path), digest, src_name, started])
-    return {"path": str(path), "status": "corrupt", "source": src_name, "ingest_id": ingest_id, "reason": detail,
+                    [ingest_id, str(path), digest, key or src_name, started])
+    return {"path": str(path), "status": status, "source": src_name, "ingest_id": ingest_id, "reason": detail,
             "records": 0, "interactions": 0, "feedback": 0, "duplicates": 0, "forgotten": 0,
-            "quarantined": 1, "quarantine": {"corrupt_file": 1}}
+            "quarantined": 1, "quarantine": {reason: 1}}
+
+
+def _failed_key(src_name: str, mapping) -> str | None:
+    """The source under which a SQL mapping's failure on a file is recorded: its name and a digest
+    of its text, so the same mapping skips the file next time and a fixed one reads it again."""
+    if mapping is None or "sql" not in mapping:
+        return None
+    text = json.dumps([mapping.get("sql"), mapping.get("params")], sort_keys=True)
+    return f"{src_name}#failed-{hashlib.sha256(text.encode()).hexdigest()[:12]}"
 
 
 def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = DEFAULT_MAX_RECORD_CHARS,
@@ -404,8 +465,9 @@ def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = 
         tmp = Path(tmpdir)
         if mapping is None and source is None and format_of_or_none(path) in ("jsonl", "json") and sniff_openai(path):
             mapping, src_name = sources.load_mapping("openai"), "openai"
-        seen = con.execute("SELECT ingest_id FROM ingests WHERE content_hash = ? AND coalesce(source, 'native') = ?",
-                           [digest, src_name]).fetchone()
+        failed_key = _failed_key(src_name, mapping)
+        seen = con.execute("SELECT ingest_id FROM ingests WHERE content_hash = ? AND coalesce(source, 'native') IN (?, ?)",
+                           [digest, src_name, failed_key or src_name]).fetchone()
         if seen:
             return {"path": str(path), "status": "skipped", "reason": f"already ingested (ingest {seen[0]})",
                     "source": src_name}
@@ -424,6 +486,10 @@ def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = 
             except CORRUPT as e:
                 con.execute(_TEMP)
                 return _record_corrupt(con, path, digest, src_name, started, e)
+            except SourceMappingFailed as e:
+                con.execute(_TEMP)
+                return _record_file(con, path, digest, src_name, started, "mapping_failed", "mapping_error", str(e),
+                                    key=failed_key)
             for stage in ("ingest_feedback.sql", "ingest_resolve.sql"):
                 con.execute(sql(stage))
             _conflict_lines(con)
@@ -479,10 +545,10 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
 
     Returns {"files": [...per-file counts...], "records", "interactions", "feedback",
     "duplicates", "forgotten", "pending", "quarantined", "quarantine": {reason: n},
-    "skipped_files", "corrupt_files", "symlinks_skipped"}; each file's status is ingested,
-    skipped (already ingested), corrupt or symlink. Raises IngestError for a path that does
-    not exist and signals.store.StoreLocked when another writer holds the store past `wait`
-    seconds.
+    "skipped_files", "corrupt_files", "failed_mapping_files", "symlinks_skipped"}; each file's
+    status is ingested, skipped (already ingested), corrupt, mapping_failed or symlink. Raises
+    IngestError for a path that does not exist and signals.store.StoreLocked when another
+    writer holds the store past `wait` seconds.
     """
     from signals import sources
 
@@ -537,4 +603,5 @@ def ingest_paths(paths, db: str | os.PathLike | None = None, source: str | None 
             "pending": pending, "quarantine": dict(sorted(quarantine.items())),
             "skipped_files": sum(r["status"] == "skipped" for r in results),
             "corrupt_files": sum(r["status"] == "corrupt" for r in results),
+            "failed_mapping_files": sum(r["status"] == "mapping_failed" for r in results),
             "symlinks_skipped": sum(r["status"] == "symlink" for r in results)}

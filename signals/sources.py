@@ -34,8 +34,11 @@ an unnest had just made; a table in between avoids it). The first reads view `sr
 returns column `line`: native records as JSON, each with `_source_row`, or quarantine markers
 from `reject(ln, field, detail, raw)` / `not_json(ln, raw)`. `params:` in the YAML is bound
 as `getvariable('source_params')`, and `rules('scores')` lists params.scores as (rule_name,
-rule) rows. Helpers: signals/sql/source_macros.sql. A SQL mapping is code: use one from
-conf/source/ or a file you trust, as you would a Python module.
+rule) rows. `chunked: true` says each line maps on its own (no join across lines): the file is
+then mapped about 128 MB of text at a time, which bounds memory. Helpers:
+signals/sql/source_macros.sql. A SQL mapping is code: use one from conf/source/ or a file you
+trust, as you would a Python module. When DuckDB raises inside it, the file is recorded as
+`mapping_error` (no row) with DuckDB's message (signals/ingest.py).
 """
 
 from __future__ import annotations
@@ -94,6 +97,8 @@ def load_mapping(name_or_path: str) -> dict:
                 problems.append(f"sql[{i}]: must be one SELECT statement ({why or 'not text'})")
     elif not (m.get("interactions") or m.get("feedback")):
         problems.append("needs at least one of interactions:, feedback:")
+    if not isinstance(m.get("chunked", False), bool):
+        problems.append("chunked: must be true or false")
     if not isinstance(m.get("params", {}), dict):
         problems.append("params: must be a mapping")
     if problems:
