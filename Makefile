@@ -11,7 +11,7 @@ DEMO_ARGS ?=
 PY := $(VENV)/bin/python
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint lock venv clean-venv engine-vllm
+.PHONY: demo test lint lock venv clean-venv engine-vllm results
 
 venv: $(STAMP)
 
@@ -29,6 +29,13 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(PY) -m pytest $(PYTEST_ARGS)
+
+# docs/results.md: the five real-data exps built, trained, evaluated and gated on this machine, one
+# after another (scripts/results.py). RESULTS_ARGS: e.g. "--exps hh-rlhf" (the others' sections are
+# kept) or "+hw=gpu" on a GPU machine (conf/hw/gpu.yaml).
+RESULTS_ARGS ?=
+results: $(STAMP)
+	$(PY) -m scripts results $(RESULTS_ARGS)
 
 lint: $(STAMP)
 	$(VENV)/bin/ruff check .

@@ -3,6 +3,7 @@
     python -m scripts nightly +exp=demo          # what cron / Kubernetes CronJob / Slurm run
     python -m scripts demo                       # make demo: simulated users, gateway, nightly, live check
     python -m scripts simulate --out data/landing --days 3
+    python -m scripts results                    # make results: the real-data exps -> docs/results.md
 """
 
 from __future__ import annotations
@@ -53,10 +54,24 @@ def _demo_args(p) -> None:
     add_arguments(p)
 
 
+def results(args) -> int:
+    """Run the real-data exps on this machine and regenerate docs/results.md from their figures."""
+    from scripts.results import results as run
+
+    return run(args)
+
+
+def _results_args(p) -> None:
+    from scripts.results import add_arguments
+
+    add_arguments(p)
+
+
 VERBS = {
     "nightly": Verb(nightly, _nightly_args, "python -m scripts nightly +exp=demo model=tiny", overrides=True),
     "demo": Verb(demo, _demo_args, "python -m scripts demo --users 12 model=tiny", overrides=True),
     "simulate": Verb(simulate, _simulate_args, "python -m scripts simulate --out data/landing --days 1"),
+    "results": Verb(results, _results_args, "python -m scripts results --exps hh-rlhf", overrides=True),
 }
 
 
