@@ -189,3 +189,51 @@ def test_path_slices():
     rec = {"m": [1, 2, 3]}
     assert get_path(rec, "$.m[-1]") == 3 and get_path(rec, "$.m[:-1]") == [1, 2] and get_path(rec, "$.m[1:]") == [2, 3]
     assert get_path(rec, "$.m[-4]") is not None and get_path(rec, "$.m[5]") is get_path(rec, "$.x")
+
+
+def test_a_duckdb_error_inside_a_sql_mapping_is_a_mapping_error(cli, db, tmp_path):
+    """A value the mapping did not expect makes DuckDB raise (here a cast): the file is recorded as
+    mapping_error (no row; the mapping and DuckDB's message named), nothing of it is stored, the
+    next file is read; the same mapping skips the file next time, a fixed one reads it."""
+    from signals.integrity import check_integrity
+
+    sql = """SELECT json_object('interaction_id', line ->> '$.k', 'ts', 0, 'prompt', 'q', 'completion', 'a',
+                 'metadata', json_object('n', CAST(line ->> '$.n' AS INTEGER)), '_source_row', ln)::VARCHAR AS line FROM src"""
+    m = tmp_path / "casts.yaml"
+    m.write_text(yaml_dump({"name": "casts", "sql": sql}))
+    write_jsonl(tmp_path / "a.jsonl", [{"k": "a1", "n": 1}, {"k": "a2", "n": "not a number"}])
+    write_jsonl(tmp_path / "b.jsonl", [{"k": "b1", "n": 2}])
+    code, out = cli("ingest", tmp_path / "a.jsonl", tmp_path / "b.jsonl", "--source", m, "--json", json_out=True)
+    assert code == 0
+    assert [f["status"] for f in out["files"]] == ["mapping_failed", "ingested"] and out["failed_mapping_files"] == 1
+    assert out["interactions"] == 1 and out["quarantine"] == {"mapping_error": 1}
+    [(path, row, reason, detail)] = _rows(db, "SELECT source_path, source_row, reason, detail FROM quarantine")
+    assert path == str(tmp_path / "a.jsonl") and row is None and reason == "mapping_error"
+    assert "source mapping casts" in detail and str(m) in detail and "ConversionException" in detail and "not a number" in detail
+    con = duckdb.connect(db, read_only=True)
+    try:
+        assert check_integrity(con) == []
+    finally:
+        con.close()
+    again = cli("ingest", tmp_path / "a.jsonl", "--source", m, "--json", json_out=True)[1]
+    assert again["skipped_files"] == 1 and again["quarantined"] == 0
+    m.write_text(yaml_dump({"name": "casts", "sql": sql.replace("CAST(", "TRY_CAST(")}))
+    fixed = cli("ingest", tmp_path / "a.jsonl", "--source", m, "--json", json_out=True)[1]
+    assert fixed["files"][0]["status"] == "ingested" and fixed["interactions"] == 2
+
+
+def test_malformed_json_a_sql_mapping_parses_unguarded_is_a_mapping_error_not_a_corrupt_file(cli, db, tmp_path):
+    m = tmp_path / "bare.yaml"
+    m.write_text(yaml_dump({"name": "bare", "sql": "SELECT json_object('interaction_id', json_extract_string(line, '$.k'), "
+                            "'ts', 0, 'prompt', 'q', 'completion', 'a', '_source_row', ln)::VARCHAR AS line FROM src"}))
+    (tmp_path / "a.jsonl").write_text('{"k": "a1"}\nnot json\n')
+    code, out = cli("ingest", tmp_path / "a.jsonl", "--source", m, "--json", json_out=True)
+    assert code == 0 and out["files"][0]["status"] == "mapping_failed" and out["quarantine"] == {"mapping_error": 1}
+    [(detail,)] = _rows(db, "SELECT detail FROM quarantine")
+    assert "source mapping bare" in detail and "InvalidInputException" in detail and "JSON" in detail
+
+
+def yaml_dump(obj) -> str:
+    import yaml
+
+    return yaml.safe_dump(obj)
