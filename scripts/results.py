@@ -113,10 +113,22 @@ def run_exp(short: str, exp: str, overrides: list[str], say=print) -> dict:
         rec["calibration"] = calibrate(exp, rec["snapshot"]["version"], overrides)
         rec["seconds"]["calibrate"] = round(time.monotonic() - t, 1)
     rec["seconds"]["total"] = round(time.monotonic() - t0, 1)
+    rec["methods"], rec["load_avg_end"] = method_seconds(rec.get("run")), [round(x, 2) for x in os.getloadavg()]
     gc.collect()
     say(f"results: {short}: {rec.get('result', {}).get('decision', rec['status'])} "
         f"in {rec['seconds']['total'] / 60:.1f} min")
     return rec
+
+
+def method_seconds(run: str | None) -> list[dict]:
+    """Per trained method: its training seconds and TRL's scoring of the held-out split after it
+    (train/runner.py evaluates whenever the split has rows): both are in the train stage's time."""
+    out = []
+    for done in sorted(Path(run).glob("stages/*/done.json")) if run else []:
+        d = json.loads(done.read_text())
+        m = d.get("metrics") or {}
+        out.append({"method": d.get("method"), "train_s": m.get("train_wall_s"), "trl_eval_s": m.get("eval_runtime")})
+    return out
 
 
 def calibrate(exp: str, version: str, overrides: list[str]) -> dict:
@@ -203,8 +215,8 @@ def section(rec: dict) -> list[str]:
     s, mach = rec.get("settings") or {}, rec["machine"]
     where = mach["gpu"] or f"{mach['cores']} CPU cores"
     out = [f"## {rec['data']} ({rec.get('device', 'cpu')})", "",
-           f"`{rec['exp']}` on {where}, started {rec['started']} (load average {rec['load_avg'][0]:.2f} "
-           f"at the start: the machine is shared)."]
+           f"`{rec['exp']}` on {where}, started {rec['started']} (1-minute load average {rec['load_avg'][0]:.2f} at "
+           f"the start{_end_load(rec)}: the machine is shared with other jobs)."]
     if s:
         meth = "; ".join(f"{m['name']}: {m['max_steps']} steps of {m['per_device_train_batch_size']} at "
                          f"{m['max_length']} tokens, lr {m['learning_rate']:g}" for m in s["methods"])
@@ -237,8 +249,21 @@ def section(rec: dict) -> list[str]:
                                                          for k, v in rec["seconds"].items() if k != "total")
             + f"; total **{_minutes(rec['seconds'].get('total'))}**"
             + ("" if rec.get("device") == "gpu" or rec["seconds"].get("total", 0) <= BUDGET_S
-               else " (over the 15-minute budget)") + "."]
+               else " (over the 15-minute budget)") + "."
+            + _split(rec.get("methods") or method_seconds(rec.get("run")))]
     return out
+
+
+def _end_load(rec: dict) -> str:
+    end = rec.get("load_avg_end")
+    return f", {end[0]:.2f} at the end, {end[1]:.2f} over its last 5 minutes" if end else ""
+
+
+def _split(methods: list[dict]) -> str:
+    parts = [f"{m['method']} {m['train_s']:.0f} s training" + (f" + {m['trl_eval_s']:.0f} s TRL's held-out eval"
+                                                              if m.get("trl_eval_s") else "")
+             for m in methods if m.get("train_s") is not None]
+    return f" The train stage: {'; '.join(parts)}." if parts else ""
 
 
 def judges(rec: dict) -> list[str]:

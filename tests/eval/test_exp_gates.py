@@ -69,3 +69,13 @@ def test_gated_splits_are_not_empty_on_the_exps_data(tmp_path, exp):
         kind = needs(cfg, metric)
         assert counts[kind]["eval"] > 0, (f"{exp}: gate metric {metric!r} needs the {kind} eval split, empty on "
                                           f"its data (counts {counts})")
+
+
+@pytest.mark.parametrize("exp", EXPS)
+def test_a_capped_eval_still_meets_min_eval_size(tmp_path, exp):
+    """`eval.max_examples` (the CPU sizing of the real-data exps) never caps a gated split below
+    what the gate needs: a capped eval may be inconclusive for its data, not for its cap."""
+    cfg = compose(tmp_path, exp)
+    cap = cfg.eval.get("max_examples")
+    assert cap is None or cap >= cfg.gate.min_eval_size, (
+        f"{exp}: eval.max_examples={cap} is below gate.min_eval_size={cfg.gate.min_eval_size}")

@@ -37,3 +37,18 @@ def test_results_page_from_a_tiny_run_keeps_the_other_exps(tmp_path, tiny_model_
         if short != "hh-rlhf":
             assert f"| {short} | {EXPS[short]} | not run |" in text
     assert "Wall time: ingest" in text and f"{machine()['cores']} cores" in text
+
+
+def test_gpu_settings_are_one_override_away():
+    """`+hw=gpu` turns every real-data exp into its GPU size, both methods of SFT-then-DPO included."""
+    from scripts.config import compose
+    from train.config import validate
+
+    for exp in EXPS.values():
+        cpu, gpu = compose([f"+exp={exp}"]), compose([f"+exp={exp}", "+hw=gpu"])
+        validate(gpu)
+        assert cpu.model.name_or_path == "models/smollm2-135m" and gpu.model.name_or_path == "Qwen/Qwen2.5-0.5B-Instruct"
+        assert cpu.eval.max_examples and gpu.eval.max_examples is None and gpu.eval.latency.prompts > 0
+        for node in [gpu.method, *gpu.then.values()]:
+            assert node.args.max_steps == -1 and node.args.max_length == 1024, (exp, node.name)
+        assert compose([f"+exp={exp}", "+hw=gpu", "model=qwen2.5-7b"]).model.name_or_path == "Qwen/Qwen2.5-7B-Instruct"
