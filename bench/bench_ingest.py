@@ -19,8 +19,13 @@ Targets (issue 3): at 1M, (a) <= 2x (b), (a) >= 10x (c), RSS < 2 GiB; at 5M, (a)
 1M time, RSS < 3 GiB.
 Then (issue 18) the same events written as a tracing tool exports them, ingested with its
 source mapping, each once: (d) Langfuse (GENERATION observations + scores, one a line) and
-(e) OpenTelemetry GenAI (OTLP/JSON lines of 8 spans, files of ~200k records; feedback as gen_ai.evaluation.result
-events on the spans). Target: time per record <= 2x (a)'s.
+(e) OpenTelemetry GenAI (OTLP/JSON lines of 8 spans; feedback as gen_ai.evaluation.result
+events on the spans). Target: time per record <= 2x (a)'s. Their files hold SHARD rows of a
+table each, as the native shards: 200k observations or scores a file; 200k spans (with their
+~300k evaluation events) a file. A file is one transaction, and a table's rows below one DuckDB
+row group (122,880) are committed through the WAL rather than written in place, which costs
+more per row: OTLP files of 200k records (80k spans) printed 3.47x (a) in a loaded run, and
+one 1.15 GB Langfuse file of 400k observations, held whole before its commit, 3.22x.
 
     .venv/bin/python bench/bench_ingest.py --scale 0 --repeat 1 --python-events 0   # native + importers only
 """
@@ -120,23 +125,31 @@ LANGFUSE_SCORE = {"accept": ("user-feedback", "BOOLEAN", 1, "True"), "reject": (
 
 def generate_langfuse(native: Path, out: Path) -> int:
     """The native events as a Langfuse export: each interaction a GENERATION observation, each
-    event a score on it (choose, which Langfuse has no score for, becomes a thumbs up)."""
+    event a score on it (choose, which Langfuse has no score for, becomes a thumbs up); files of
+    SHARD records, as the native shards (an ingest holds one file's records until its commit)."""
     out.mkdir(parents=True)
-    files = {s: open(out / f"{s}.jsonl", "w") for s in ("observations", "scores")}
+    files: dict[str, object] = {}
+    counts = {"observations": 0, "scores": 0}
     n = 0
     for stream, r in _native_lines(native):
         if stream == "interactions":
+            kind = "observations"
             rec = {"id": r["interaction_id"], "traceId": "t" + r["interaction_id"], "type": "GENERATION",
                    "name": r["task"], "startTime": _iso(r["ts"] * 1000), "model": r["model_id"],
                    "input": r["prompt"], "output": {"role": "assistant", "content": r["completion"]},
                    "metadata": r["metadata"], "level": "DEFAULT"}
-            files["observations"].write(json.dumps(rec) + "\n")
         else:
+            kind = "scores"
             name, dtype, value, sval = LANGFUSE_SCORE[r["kind"]]
             rec = {"id": r["event_id"], "traceId": "t" + r["interaction_id"], "observationId": r["interaction_id"],
                    "name": name, "dataType": dtype, "timestamp": _iso(r["ts"]), "source": "API",
                    "value": r.get("score", value), "stringValue": r.get("edited_text", sval)}
-            files["scores"].write(json.dumps(rec) + "\n")
+        if counts[kind] % SHARD == 0:
+            if kind in files:
+                files[kind].close()
+            files[kind] = open(out / f"{kind}-{counts[kind] // SHARD:05d}.jsonl", "w")
+        files[kind].write(json.dumps(rec) + "\n")
+        counts[kind] += 1
         n += 1
     for f in files.values():
         f.close()
@@ -162,14 +175,14 @@ def generate_otel(native: Path, out: Path, per_line: int = 8) -> int:
                       else _attr("gen_ai.evaluation.score.label", label))
             evals.setdefault(r["interaction_id"], []).append(
                 {"timeUnixNano": str(r["ts"] * 1_000_000), "name": "gen_ai.evaluation.result", "attributes": ev})
+    assert SHARD % per_line == 0
     out.mkdir(parents=True)
     n, f = 0, None
     try:
         for k in range(0, len(inters), per_line):
-            if f is None or n >= SHARD * (part + 1):     # files of about SHARD records, as the native ones
+            if k % SHARD == 0:      # files of SHARD spans (interactions), as the native shards
                 f and f.close()
-                part = n // SHARD
-                f = open(out / f"spans-{part:05d}.jsonl", "w")
+                f = open(out / f"spans-{k // SHARD:05d}.jsonl", "w")
             spans = []
             for r in inters[k:k + per_line]:
                 msgs = [{"role": m["role"], "parts": [{"type": "text", "content": m["content"]}]} for m in r["prompt"]]

@@ -2,7 +2,8 @@
 -- In:  view raw_input(ln, line), one JSON record per line in source order; ln may be NULL
 --      (a JSONL file read in parallel: then ln is the line's position, rowid + 1, which a
 --      CTAS keeps because DuckDB preserves insertion order); variable max_record_chars.
--- Out: temp table rec_t and view rec: one row per non-blank line, typed native fields, and
+-- Out: temp table rec_t (from view rec_parse, which a chunked SQL mapping inserts through a
+--      piece at a time) and view rec: one row per non-blank line, typed native fields, and
 --      `err` (NULL or {reason, field, detail}) for lines that go to quarantine; `raw` (the
 --      line as read) is kept only for those, so the big texts are held once; `nbytes` (the
 --      line's length in bytes) lets the caller check that no line of the file went missing.
@@ -10,7 +11,7 @@
 -- which may carry its own events in a nested `feedback` list (validated in ingest_feedback.sql).
 -- Each line is parsed once: try(json_extract(...)) is NULL exactly for lines that are not JSON.
 -- DuckDB evaluates the repeated v[i] from one json_extract per row (common subexpressions).
-CREATE OR REPLACE TEMP TABLE rec_t AS
+CREATE OR REPLACE TEMP VIEW rec_parse AS
 WITH x AS (
     SELECT ln, line, strlen(line) AS nbytes,
         line IS NULL OR NOT regexp_matches(line, '\S') AS blank,
@@ -84,6 +85,8 @@ FROM f
 )
 SELECT * EXCLUDE (line, raw_override), CASE WHEN err IS NOT NULL THEN coalesce(raw_override, line) END AS raw
 FROM e;
+
+CREATE OR REPLACE TEMP TABLE rec_t AS SELECT * FROM rec_parse;
 
 CREATE OR REPLACE TEMP VIEW rec AS
 SELECT coalesce(ln, rowid + 1) AS ln, coalesce(src_row, ln, rowid + 1) AS source_row, * EXCLUDE (ln, src_row)

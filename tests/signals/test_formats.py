@@ -237,3 +237,33 @@ def yaml_dump(obj) -> str:
     import yaml
 
     return yaml.safe_dump(obj)
+
+
+@pytest.mark.parametrize(("source", "fixture"), [("langfuse", "langfuse.jsonl"), ("otel-genai", "otel-genai.jsonl"),
+                                                 ("otel-genai", "hostile")])
+def test_a_chunked_mapping_read_in_pieces_stores_what_one_piece_does(tmp_path, monkeypatch, source, fixture):
+    """A `chunked` mapping reads a file a piece at a time (signals.ingest.CHUNK_BYTES): with pieces
+    of a line or two, the same records, quarantine rows and line numbers as the file read whole;
+    a conflict's raw text is then the record rebuilt, and the cross-line lookup (a Langfuse
+    trace's user for its generations) still sees the whole file."""
+    import signals.ingest as ingest
+
+    path = FIX / fixture
+    if fixture == "hostile":            # the OTel fixture, and its first span again with another answer
+        path = tmp_path / "hostile.jsonl"
+        first = (FIX / "otel-genai.jsonl").read_text().splitlines()[0]
+        path.write_text((FIX / "otel-genai.jsonl").read_text() + first.replace("晴れです。", "雨です。") + "\n\n")
+
+    def ingested(db):
+        ingest.ingest_paths([path], db=db, source=source)
+        return [_rows(db, f"SELECT * EXCLUDE (ingest_id) FROM {t} ORDER BY ALL") for t in ("interactions", "feedback")] + [
+            _rows(db, "SELECT source_row, field, reason, detail FROM quarantine ORDER BY ALL")]
+
+    whole = ingested(str(tmp_path / "whole.duckdb"))
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", 400)
+    assert len(ingest._pieces(path, tmp_path)) >= 3
+    pieces = ingested(str(tmp_path / "pieces.duckdb"))
+    assert pieces == whole and whole[0]
+    if fixture == "hostile":
+        [(raw,)] = _rows(str(tmp_path / "pieces.duckdb"), "SELECT raw FROM quarantine WHERE reason = 'conflict'")
+        assert json.loads(raw)["completion"] == "雨です。" and json.loads(raw)["_source_row"] == 6
