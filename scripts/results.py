@@ -180,6 +180,9 @@ def why(rec: dict) -> str:
     if m is None:
         return "The primary metric was not computed: " + "; ".join(r["reasons"])
     diff, mde, n = m["diff"], m["mde"], m["n"]
+    others = [x for x in r["reasons"] if not x.startswith(f"{r['primary']}:")
+              and ("cannot rule out" in x or "below min_eval_size" in x or "not computed" in x or "NaN" in x)]
+    also = f" Also: {'; '.join(others)}." if others else ""
     failed = [x for x in r["reasons"] if "regressed by more" in x or "upper bound is below" in x]
     if r["decision"] == "reject":
         return "Rejected: " + "; ".join(failed or r["reasons"]) + "."
@@ -189,7 +192,7 @@ def why(rec: dict) -> str:
         need = f"; an effect of this size would need about n={math.ceil(n * (mde / abs(diff)) ** 2)}" if diff else ""
         return (f"Inconclusive: the observed {r['primary']} difference {diff:+.3f} is smaller than the MDE "
                 f"{mde:.3f} that n={n} held-out examples can detect (80% power, 95% confidence), so this eval "
-                f"cannot tell it from no change{need}.")
+                f"cannot tell it from no change{need}.{also}")
     unsure = [x for x in r["reasons"] if "cannot rule out" in x or "below min_eval_size" in x or "includes" in x]
     return "Inconclusive: " + "; ".join(unsure or r["reasons"]) + "."
 
