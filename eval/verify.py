@@ -139,10 +139,10 @@ def promote_by_hand(con, run_ref: str, *, alias: str | None, pointer_dir: str | 
     """`python -m eval promote`: (alias moved, run id). Where the store verifies live, a promote,
     forced or not, moves the canary (the live check decides production); moving production
     past it needs `skip_live_check` and a reason, so nothing skips the check by accident."""
-    from eval.registry import promotable, promote, rollback
+    from eval.registry import check_alias, promotable, promote, rollback
 
     live = verifies_live(con)
-    alias = alias or (CANARY if live else PRODUCTION)
+    alias = check_alias(alias if alias is not None else (CANARY if live else PRODUCTION))
     if alias == PRODUCTION and live and not skip_live_check:
         raise EvalError("this store verifies promotions live (online.enabled): promote to the canary "
                         "(the default here) and let the verify stage decide, or pass --skip-live-check "
