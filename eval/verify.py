@@ -115,16 +115,23 @@ def ensure_production(con, base_model: str, *, pointer_dir: str | None) -> str:
 def promote_to_canary(con, result: dict, *, pointer_dir: str | None, base_model: str) -> str:
     """The promote stage with `online.enabled`: the gate's winner becomes the canary; a canary
     still being verified is replaced (the move says so); production is never touched here."""
-    from eval.registry import promote, rollback
+    from eval.registry import promote
 
     ensure_production(con, base_model, pointer_dir=pointer_dir)
-    pending = alias_target(con, CANARY)
-    if pending == result["run_id"]:
-        return pending
-    if pending is not None:
-        rollback(con, alias=CANARY, pointer_dir=pointer_dir,
-                 reason=f"replaced by {result['run_id']} before its live check ended")
+    if alias_target(con, CANARY) == result["run_id"]:
+        return result["run_id"]
+    _clear_canary_for(con, result["run_id"], pointer_dir)
     return promote(con, result["run_id"], alias=CANARY, pointer_dir=pointer_dir, eval_id=result.get("eval_id"))
+
+
+def _clear_canary_for(con, run_id: str, pointer_dir: str | None) -> None:
+    """Roll back a pending canary other than `run_id` (the alias history says why): a canary
+    promoted over another would bring the other back when it is rolled back."""
+    from eval.registry import rollback
+
+    pending = alias_target(con, CANARY)
+    if pending not in (None, run_id):
+        rollback(con, alias=CANARY, pointer_dir=pointer_dir, reason=f"replaced by {run_id} before its live check ended")
 
 
 def verifies_live(con) -> bool:
@@ -139,7 +146,7 @@ def promote_by_hand(con, run_ref: str, *, alias: str | None, pointer_dir: str | 
     """`python -m eval promote`: (alias moved, run id). Where the store verifies live, a promote,
     forced or not, moves the canary (the live check decides production); moving production
     past it needs `skip_live_check` and a reason, so nothing skips the check by accident."""
-    from eval.registry import check_alias, promotable, promote, rollback
+    from eval.registry import check_alias, promotable, promote
 
     live = verifies_live(con)
     alias = check_alias(alias if alias is not None else (CANARY if live else PRODUCTION))
@@ -154,10 +161,7 @@ def promote_by_hand(con, run_ref: str, *, alias: str | None, pointer_dir: str | 
             raise EvalError("no production run to compare a canary with: promote one to production first "
                             "(python -m eval promote RUN --alias production)")
         run_id, _ = promotable(con, run_ref, force=force, reason=reason)    # checked before the old canary goes
-        pending = alias_target(con, CANARY)
-        if pending not in (None, run_id):
-            rollback(con, alias=CANARY, pointer_dir=pointer_dir,
-                     reason=f"replaced by {run_id} before its live check ended")
+        _clear_canary_for(con, run_id, pointer_dir)
     return alias, promote(con, run_ref, alias=alias, pointer_dir=pointer_dir, force=force, reason=reason)
 
 
