@@ -643,21 +643,16 @@ def user_sums(con, models, metric: str, *, since=None, until=None, strata=STRATA
         users = np.asarray(users, dtype=object).astype(str)
         order = np.argsort(users, kind="stable")          # users sorted: the resample does not hang on row order
         users, u_idx = users[order], np.argsort(order)[u_idx]
-        combined, levels = np.zeros(int(sel.sum()), dtype=np.int64), []
-        for k in strata:                      # a stratum's code: its columns' codes, mixed radix
-            codes, uniques = pd.factorize(np.asarray(got[k], dtype=object)[sel], use_na_sentinel=False)
+        cols = [np.asarray(got[k], dtype=object)[sel] for k in strata]
+        combined = np.zeros(int(sel.sum()), dtype=np.int64)
+        for col in cols:                      # a stratum's code: its columns' codes, mixed radix
+            codes, uniques = pd.factorize(col, use_na_sentinel=False)
             combined = combined * max(len(uniques), 1) + codes
-            levels.append(list(uniques))
-        cells, s_idx = np.unique(combined, return_inverse=True)
-        found = []
-        for c in cells.tolist():
-            key = []
-            for lv in reversed(levels):
-                c, j = divmod(c, max(len(lv), 1))
-                key.append(None if lv[j] is None or lv[j] != lv[j] else lv[j])
-            found.append(tuple(reversed(key)))
+        _, first, s_idx = np.unique(combined, return_index=True, return_inverse=True)
+        found = [tuple(col[i] for col in cols) for i in first]     # each stratum's values, from its first row
         stratum_list = sorted(found, key=lambda t: tuple("" if x is None else str(x) for x in t))
-        s_idx = np.array([stratum_list.index(t) for t in found], dtype=np.int64)[s_idx] if found else s_idx
+        rank = {t: j for j, t in enumerate(stratum_list)}
+        s_idx = np.array([rank[t] for t in found], dtype=np.int64)[s_idx]
         n_arr, d_arr = np.zeros((len(users), len(stratum_list))), np.zeros((len(users), len(stratum_list)))
         n_arr[u_idx, s_idx] = np.asarray(got["num"], dtype=np.float64)[sel]     # GROUP BY: one row per cell
         d_arr[u_idx, s_idx] = np.asarray(got["den"], dtype=np.float64)[sel]
