@@ -125,19 +125,26 @@ def _lines_from_table(con) -> None:
     _parse(con)
 
 
+_REJECTS = "store_rejects = true, rejects_table = 'ingest_rejects', rejects_scan = 'ingest_scans'"
+
+
+def _line_reader(path: Path, max_chars: int, extra: str = "") -> str:
+    """read_csv(...) of a file's lines as one text column (no quoting, no header), its line and
+    buffer sizes fitted to `max_chars`; `extra`: more read_csv options (rejects, ignore_errors)."""
+    max_line = max(1 << 21, 4 * max_chars + 16)
+    return (f"read_csv({_literal(duck_path(path))}, columns = {{'line': 'VARCHAR'}}, delim = {_literal(DELIM)}, "
+            f"quote = '', escape = '', header = false, auto_detect = false, hive_partitioning = false, "
+            f"max_line_size = {max_line}, buffer_size = {max(1 << 25, 2 * max_line)}{', ' + extra if extra else ''})")
+
+
 def _parse_text_lines(con, path: Path, max_chars: int) -> int:
     """Parse a JSONL file read as one text column; returns how many lines DuckDB could not
     read (invalid UTF-8, over-long): then rec is incomplete and the caller cleans the file."""
-    max_line = max(1 << 21, 4 * max_chars + 16)
-    opts = (f"columns = {{'line': 'VARCHAR'}}, delim = {_literal(DELIM)}, quote = '', escape = '', "
-            f"header = false, auto_detect = false, hive_partitioning = false, max_line_size = {max_line}, "
-            f"buffer_size = {max(1 << 25, 2 * max_line)}")
     con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM read_csv("
-                f"{_literal(duck_path(path))}, {opts}, store_rejects = true, rejects_table = 'ingest_rejects', "
-                "rejects_scan = 'ingest_scans')")
-    con.execute(f"CREATE OR REPLACE TEMP VIEW raw_src AS SELECT row_number() OVER () AS ln, line "
-                f"FROM read_csv({_literal(duck_path(path))}, {opts})")
+    con.execute("CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line "
+                f"FROM {_line_reader(path, max_chars, _REJECTS)}")
+    con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT row_number() OVER () AS ln, line "
+                f"FROM {_line_reader(path, max_chars)}")
     _parse(con)
     return con.execute("SELECT count(*) FROM ingest_rejects").fetchone()[0]
 
@@ -349,13 +356,9 @@ def _read_lines(con, path: Path, max_chars: int, tmp: Path) -> None:
     """src_t(line, nbytes): the file's lines as text, rowid + 1 the line number. Lines DuckDB cannot
     read (invalid UTF-8, over-long, a raw carriage return) come from a cleaned copy as markers."""
     def read(p: Path) -> int:
-        max_line = max(1 << 21, 4 * max_chars + 16)
         con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
-        con.execute(f"CREATE OR REPLACE TEMP TABLE src_t AS SELECT line, strlen(line) AS nbytes FROM read_csv("
-                    f"{_literal(duck_path(p))}, columns = {{'line': 'VARCHAR'}}, delim = {_literal(DELIM)}, "
-                    f"quote = '', escape = '', header = false, auto_detect = false, hive_partitioning = false, "
-                    f"max_line_size = {max_line}, buffer_size = {max(1 << 25, 2 * max_line)}, store_rejects = true, "
-                    "rejects_table = 'ingest_rejects', rejects_scan = 'ingest_scans')")
+        con.execute("CREATE OR REPLACE TEMP TABLE src_t AS SELECT line, strlen(line) AS nbytes "
+                    f"FROM {_line_reader(p, max_chars, _REJECTS)}")
         return con.execute("SELECT count(*) FROM ingest_rejects").fetchone()[0]
 
     try:
@@ -402,11 +405,8 @@ def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int, tmp: Path)
     con.execute("SET preserve_insertion_order = false")   # each line carries its _source_row: order is free
     try:
         if chunked and stages:
-            con.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT NULL::BIGINT AS ln, line FROM read_csv("
-                        f"{_literal(duck_path(path))}, columns = {{'line': 'VARCHAR'}}, delim = {_literal(DELIM)}, "
-                        f"quote = '', escape = '', header = false, auto_detect = false, hive_partitioning = false, "
-                        f"max_line_size = {max(1 << 21, 4 * max_chars + 16)}, "
-                        f"buffer_size = {max(1 << 25, 2 * max(1 << 21, 4 * max_chars + 16))}, ignore_errors = true) {lines}")
+            con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT NULL::BIGINT AS ln, line "
+                        f"FROM {_line_reader(path, max_chars, 'ignore_errors = true')} {lines}")
             run(stage_sql)
         for piece, before in pieces:
             _read_lines(con, piece, max_chars, tmp)
