@@ -178,26 +178,31 @@ def _lost_lines(con, path: Path, table: str = "rec_t") -> bool:
     return not -1 <= deficit <= n + 3
 
 
+def _clean_line(b: bytes, max_chars: int) -> tuple[str, bool]:
+    """One line (without its line end) as text DuckDB can read, and whether it became a
+    quarantine marker: invalid UTF-8, over-long, or holding a raw control character."""
+    marker = None
+    try:
+        text = b.decode("utf-8")
+    except UnicodeDecodeError as e:
+        text = b.decode("utf-8", "replace")
+        marker = ("invalid_utf8", f"invalid UTF-8 at byte {e.start} of the line")
+    if marker is None and len(text) > max_chars:
+        marker = ("too_large", f"record is {len(text)} characters; the limit is {max_chars} (max_record_chars)")
+    if marker is None and (DELIM in text or "\r" in text):
+        marker = ("malformed_json", "raw control character in the line (JSON strings must escape it)")
+    if marker is None:
+        return text, False
+    raw = text if len(text) <= max_chars else text[:10_000] + f"... [truncated, {len(text)} characters]"
+    return json.dumps({"_reject": marker[0], "_detail": marker[1], "_raw": raw.replace(DELIM, "\\u0001")}), True
+
+
 def _clean_copy(path: Path, out: Path, max_chars: int) -> None:
     """Rewrite a JSONL file line for line, replacing lines DuckDB cannot read (invalid UTF-8,
     stray control bytes, over-long) by quarantine markers, so line numbers stay right."""
     with open_bytes(path) as src, open(out, "w", encoding="utf-8") as dst:
         for b in src:
-            b = b.rstrip(b"\r\n")
-            marker = None
-            try:
-                text = b.decode("utf-8")
-            except UnicodeDecodeError as e:
-                text = b.decode("utf-8", "replace")
-                marker = ("invalid_utf8", f"invalid UTF-8 at byte {e.start} of the line")
-            if marker is None and len(text) > max_chars:
-                marker = ("too_large", f"record is {len(text)} characters; the limit is {max_chars} (max_record_chars)")
-            if marker is None and (DELIM in text or "\r" in text):
-                marker = ("malformed_json", "raw control character in the line (JSON strings must escape it)")
-            if marker:
-                raw = text if len(text) <= max_chars else text[:10_000] + f"... [truncated, {len(text)} characters]"
-                text = json.dumps({"_reject": marker[0], "_detail": marker[1], "_raw": raw.replace(DELIM, "\\u0001")})
-            dst.write(text + "\n")
+            dst.write(_clean_line(b.rstrip(b"\r\n"), max_chars)[0] + "\n")
 
 
 def stage_jsonl(con, path: Path, max_chars: int, tmp: Path) -> None:
@@ -324,71 +329,118 @@ bounded whatever the file's size (a 1.15 GB Langfuse export held whole took 3.2x
 ingest's time per record). Each piece is a few more queries, and small pieces cost more per
 line: pieces are large."""
 
+BATCH_BYTES = 2 << 20
+"""A piece's lines go to DuckDB as Arrow record batches of about this many bytes: DuckDB scans
+batches on all its threads (an in-memory table under one row group, 122,880 rows, is scanned on
+one thread only), and smaller batches cost more per line."""
+
+
+def _lines_schema():
+    """(ln, line): a file's lines as Arrow, for view src of a SQL mapping."""
+    import pyarrow as pa
+
+    return pa.schema([("ln", pa.int64()), ("line", pa.large_string())])
+
 
 class SourceMappingFailed(Exception):
     """DuckDB raised while running a SQL mapping on a file (a conversion, a binder error, a value
     the mapping did not expect): the mapping failed, not the file; recorded as mapping_error."""
 
 
-def _pieces(path: Path, tmp: Path) -> list[tuple[Path, int]]:
-    """The file cut at line ends into pieces of about CHUNK_BYTES, each with the number of lines
-    before it; a file that small is its own only piece (not copied)."""
-    size, modulus = _text_size(path)
-    if size <= CHUNK_BYTES and not modulus:          # a .gz file's size is known only modulo 4 GiB
-        return [(path, 0)]
-    out, before, rest = [], 0, b""
+def _lines_table(data: bytes, before: int, max_chars: int, markers: list[str]):
+    """Whole lines of text as an Arrow table (ln, line) in record batches of about BATCH_BYTES,
+    ln counted from `before` + 1. A line DuckDB must not read (_clean_line: invalid UTF-8, over
+    max_chars, a raw control character) is left blank and its quarantine marker, numbered, is
+    appended to `markers`. The common piece (none such but CRLF line ends) is cut by numpy and
+    bulk byte operations, not line by line in Python."""
+    import numpy as np
+    import pyarrow as pa
+
+    if b"\r" in data:
+        data = data.replace(b"\r\n", b"\n")
+    nl = np.flatnonzero(np.frombuffer(data, np.uint8) == 10)
+    ends = nl if not data or data.endswith(b"\n") else np.append(nl, len(data))
+    n = len(ends)
+    line = None
+    if n and int((np.diff(ends, prepend=-1) - 1).max()) <= max_chars and b"\r" not in data and DELIM.encode() not in data:
+        text = data.replace(b"\n", b"")        # the lines end to end; line i ends where its "\n" did, less i
+        offsets = np.append(0, ends - np.arange(n)).astype(np.int64)
+        line = pa.LargeStringArray.from_buffers(n, pa.py_buffer(offsets), pa.py_buffer(text))
+        try:
+            line.validate(full=True)            # UTF-8
+        except pa.ArrowInvalid:
+            line = None
+    if line is None:                            # the slow path: line by line, as _clean_copy
+        texts = []
+        for i, b in enumerate(data[:ends[-1]].split(b"\n") if n else []):
+            text, marker = _clean_line(b.rstrip(b"\r"), max_chars)
+            if marker:
+                markers.append(json.dumps({**json.loads(text), "_source_row": before + i + 1}))
+            texts.append("" if marker else text)
+        line = pa.array(texts, pa.large_string())
+    ln = pa.array(np.arange(before + 1, before + n + 1, dtype=np.int64))
+    rows = max(1, int(n * BATCH_BYTES / max(len(data), 1)))
+    return pa.Table.from_batches(pa.table({"ln": ln, "line": line}).to_batches(max_chunksize=rows), _lines_schema())
+
+
+def _line_pieces(path: Path, max_chars: int, chunk_bytes: int | None, markers: list[str]):
+    """The file's lines as _lines_table pieces of about `chunk_bytes` of text each (None: one
+    piece, the whole file). Python reads the bytes, so no line is too long for a reader's buffer."""
+    before, rest = 0, b""
     with open_bytes(path) as src:
         while True:
-            block = src.read(CHUNK_BYTES)
-            data = rest + block
+            block = src.read(chunk_bytes) if chunk_bytes else src.read()
+            data = rest + block if rest else block
             cut = len(data) if not block else data.rfind(b"\n") + 1   # the end: the last line, even unended
-            if cut:
-                piece = tmp / f"piece-{len(out):05d}.jsonl"
-                piece.write_bytes(data[:cut])
-                out.append((piece, before))
-                before += data.count(b"\n", 0, cut)
+            if cut or not (block or before):       # (an empty file: one empty piece)
+                table = _lines_table(data[:cut] if cut < len(data) else data, before, max_chars, markers)
+                yield table
+                before += table.num_rows
             rest = data[cut:]                   # no line end in the block: one long line, read on
             if not block:
-                return out
+                return
 
 
-def _read_lines(con, path: Path, max_chars: int, tmp: Path) -> None:
-    """src_t(line, nbytes): the file's lines as text, rowid + 1 the line number. Lines DuckDB cannot
-    read (invalid UTF-8, over-long, a raw carriage return) come from a cleaned copy as markers."""
-    def read(p: Path) -> int:
-        con.execute("DROP TABLE IF EXISTS ingest_rejects; DROP TABLE IF EXISTS ingest_scans")
-        con.execute("CREATE OR REPLACE TEMP TABLE src_t AS SELECT line, strlen(line) AS nbytes "
-                    f"FROM {_line_reader(p, max_chars, _REJECTS)}")
-        return con.execute("SELECT count(*) FROM ingest_rejects").fetchone()[0]
+def _src_arrow(path: Path, max_chars: int, chunked: bool, markers: list[str], failed: list[BaseException]):
+    """What view src reads: the whole file as one Arrow table, or (chunked) a stream of its
+    pieces that DuckDB pulls as it goes, so the file is never held whole. An error reading the
+    file inside the stream (a truncated .gz) is kept in `failed` to be raised as itself."""
+    import pyarrow as pa
 
-    try:
-        rejected = read(path)
-    except duckdb.InvalidInputException:
-        rejected = True
-    if rejected or _lost_lines(con, path, "src_t"):
-        clean = tmp / "clean.jsonl"
-        _clean_copy(path, clean, max_chars)
-        if read(clean):
-            raise IngestError(f"{path}: unreadable even after cleaning")
+    pieces = _line_pieces(path, max_chars, CHUNK_BYTES if chunked else None, markers)
+    if not chunked:
+        return next(pieces)
+
+    def batches():
+        try:
+            for table in pieces:
+                yield from table.to_batches()
+        except BaseException as e:
+            failed.append(e)
+            raise
+    return pa.RecordBatchReader.from_batches(_lines_schema(), batches())
 
 
-def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int, tmp: Path) -> None:
-    """A source mapping written in SQL (`sql:`, signals/sources.py): the file's lines go to
-    src_t as text; the mapping's SELECT over view src(ln, line) writes native JSON lines to
-    raw_lines, and stage 1 parses them into rec_t as for a native file. A `chunked` mapping does
-    this a piece of the file at a time (its stages, if any, run first, once, over the whole
-    file: view src with ln NULL); then a conflicting record's raw text is the record rebuilt
-    (ingest_rebuilt.sql), since the mapped lines are not all kept. DuckDB errors inside the
-    mapping raise SourceMappingFailed."""
+def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int) -> None:
+    """A source mapping written in SQL (`sql:`, signals/sources.py): the file's lines go to DuckDB
+    as Arrow (_src_arrow), seen by the mapping as view src(ln, line); the mapping's SELECT writes
+    native JSON lines, which stage 1 (ingest_records.sql) parses into rec_t as for a native file.
+    A `chunked` mapping streams the file: one statement maps and parses it piece by piece, the
+    mapped lines never stored (its stages, if any, run first, once, over the whole file: view src
+    with ln NULL); then a conflicting record's raw text is the record rebuilt (ingest_rebuilt.sql).
+    DuckDB errors inside the mapping raise SourceMappingFailed."""
+    import pyarrow as pa
+
     from signals import sources
 
     con.execute("SET VARIABLE source_params = ?::JSON", [json.dumps(mapping.get("params") or {})])
     con.execute(sources.sql_macros())
     *stages, last = sources.sql_stages(mapping)
     chunked = bool(mapping.get("chunked"))
-    pieces = _pieces(path, tmp) if chunked else [(path, 0)]
     con.execute("CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, NULL::VARCHAR AS line WHERE false")
     _parse(con)                                            # an empty rec_t, and view rec_parse to insert through
+    markers: list[str] = []
+    failed: list[BaseException] = []
 
     def run(queries: list[str]) -> None:
         try:
@@ -397,41 +449,47 @@ def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int, tmp: Path)
         except (duckdb.OutOfMemoryException, duckdb.InterruptException):
             raise
         except duckdb.Error as e:
+            if failed:                          # reading the file failed, not the mapping
+                raise failed[0] from None
             raise SourceMappingFailed(f"source mapping {mapping['name']} ({mapping.get('_file', '?')}) failed on "
                                       f"this file: {type(e).__name__}: {_first_line(e)}") from None
 
     stage_sql = [f"CREATE OR REPLACE TEMP TABLE stage{i} AS {q}" for i, q in enumerate(stages, 1)]
-    lines = "WHERE regexp_matches(line, '\\S') AND NOT starts_with(line, '{\"_reject\"')"
     con.execute("SET preserve_insertion_order = false")   # each line carries its _source_row: order is free
     try:
         if chunked and stages:
             con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT NULL::BIGINT AS ln, line "
-                        f"FROM {_line_reader(path, max_chars, 'ignore_errors = true')} {lines}")
+                        f"FROM {_line_reader(path, max_chars, 'ignore_errors = true')} "
+                        "WHERE regexp_matches(line, '\\S') AND NOT starts_with(line, '{\"_reject\"')")
             run(stage_sql)
-        for piece, before in pieces:
-            _read_lines(con, piece, max_chars, tmp)
-            if piece != path:
-                piece.unlink()
-            con.execute(f"CREATE OR REPLACE TEMP VIEW src AS SELECT rowid + {int(before) + 1} AS ln, line FROM src_t {lines}")
-            con.execute("CREATE OR REPLACE TEMP TABLE src_markers AS SELECT json_merge_patch(line, json_object("
-                        f"'_source_row', rowid + {int(before) + 1}))::VARCHAR AS line FROM src_t "
-                        "WHERE starts_with(line, '{\"_reject\"')")
-            free = [] if chunked or not stages or re.search(r"\bsrc\b", last) else ["DROP VIEW src", "DROP TABLE src_t"]
-            run(([] if chunked else stage_sql) + free + [
-                f"CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT line FROM ({last}) UNION ALL SELECT line FROM src_markers"])
-            con.execute("SET preserve_insertion_order = true")
+        con.register("src_arrow", _src_arrow(path, max_chars, chunked, markers, failed))
+        con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT ln, line FROM src_arrow WHERE regexp_matches(line, '\\S')")
+        if chunked:
+            con.execute(f"CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM ({last})")
+            run(["INSERT INTO rec_t SELECT * FROM rec_parse"])
+        else:
+            run(stage_sql + [f"CREATE OR REPLACE TEMP TABLE raw_lines AS SELECT line FROM ({last})"])
+        if markers:
+            con.register("src_markers", pa.table({"line": pa.array(markers, pa.large_string())}))
+            con.execute("INSERT INTO raw_lines SELECT line FROM src_markers" if not chunked else
+                        "CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM src_markers")
+            if chunked:
+                con.execute("INSERT INTO rec_t SELECT * FROM rec_parse")
+        if not chunked:
+            con.execute("SET preserve_insertion_order = true")   # rec_t in raw_lines' order: raw_src below
             con.execute("CREATE OR REPLACE TEMP VIEW raw_input AS SELECT NULL::BIGINT AS ln, line FROM raw_lines")
             con.execute("INSERT INTO rec_t SELECT * FROM rec_parse")
-            con.execute("SET preserve_insertion_order = false")
     finally:
         con.execute("SET preserve_insertion_order = true")
         for i in range(1, len(stages) + 1):
             con.execute(f"DROP TABLE IF EXISTS stage{i}")
-        con.execute("DROP TABLE IF EXISTS src_markers; DROP VIEW IF EXISTS src; DROP TABLE IF EXISTS src_t")
-    if len(pieces) == 1:            # every mapped line is in raw_lines, numbered as in rec_t
-        con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT rowid + 1 AS ln, line FROM raw_lines")
-    else:
+        con.execute("DROP VIEW IF EXISTS src")
+        con.unregister("src_arrow")
+        con.unregister("src_markers")
+    if chunked:
         con.execute(sql("ingest_rebuilt.sql"))
+    else:                           # every mapped line is in raw_lines, numbered as in rec_t
+        con.execute("CREATE OR REPLACE TEMP VIEW raw_src AS SELECT rowid + 1 AS ln, line FROM raw_lines")
 
 
 def _first_line(error: BaseException, limit: int = 500) -> str:
@@ -515,7 +573,7 @@ def ingest_file(con, path: Path, *, source: str | None = None, max_chars: int = 
         try:
             try:
                 if mapping is not None and "sql" in mapping:
-                    stage_sql_mapping(con, mapping, path, max_chars, tmp)
+                    stage_sql_mapping(con, mapping, path, max_chars)
                 elif mapping is not None:
                     mapped = tmp / "mapped.jsonl"
                     sources.apply_mapping(mapping, path, mapped)
