@@ -34,10 +34,12 @@ an unnest had just made; a table in between avoids it). The first reads view `sr
 returns column `line`: native records as JSON, each with `_source_row`, or quarantine markers
 from `reject(ln, field, detail, raw)` / `not_json(ln, raw)`. `params:` in the YAML is bound
 as `getvariable('source_params')`, and `rules('scores')` lists params.scores as (rule_name,
-rule) rows. `chunked: true` says the last SELECT maps each line on its own: the file is then
-read about 128 MB of text at a time, each piece mapped and validated before the next, which
-bounds memory; the stages before it run once over the whole file first (their src has ln NULL:
-lookups across lines, e.g. a Langfuse trace's user for its generations). Helpers:
+rule) rows. `chunked: true` says the last SELECT maps each line on its own and reads `src`
+once: the file then streams through it (about 128 MB of text at a time, mapped and validated
+in one statement, on all of DuckDB's threads), which bounds memory; the stages before it run
+once over the whole file first (their src has ln NULL: lookups across lines, e.g. a Langfuse
+trace's user for its generations). Without it the file's lines are stored in DuckDB first and
+the queries may read src as often as they like. Helpers:
 signals/sql/source_macros.sql. A SQL mapping is code: use one from conf/source/ or a file you
 trust, as you would a Python module. When DuckDB raises inside it, the file is recorded as
 `mapping_error` (no row) with DuckDB's message (signals/ingest.py).

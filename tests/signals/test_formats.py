@@ -267,3 +267,62 @@ def test_a_chunked_mapping_read_in_pieces_stores_what_one_piece_does(tmp_path, m
     if fixture == "hostile":
         [(raw,)] = _rows(str(tmp_path / "pieces.duckdb"), "SELECT raw FROM quarantine WHERE reason = 'conflict'")
         assert json.loads(raw)["completion"] == "雨です。" and json.loads(raw)["_source_row"] == 6
+
+
+LINES_SQL = ("SELECT CASE WHEN json_valid(line) THEN json_object('interaction_id', line ->> '$.k', 'ts', 0, 'prompt', 'q', "
+             "'completion', 'a', '_source_row', ln) ELSE not_json(ln, line) END::VARCHAR AS line FROM src")
+HOSTILE_LINES = (b'{"k": "a"}\r\n{"k": "b"}\n{"k": "\xff"}\n\n{"k": "c", "pad": "' + b"x" * 200 + b'"}\n'
+                 b'{"k": "d",\r"x": 1}\n{"k": "e"}')
+
+
+@pytest.mark.parametrize("chunk", [None, 16])
+@pytest.mark.parametrize("gz", [False, True])
+def test_a_chunked_mapping_reads_hostile_lines_as_the_native_ingest_does(tmp_path, monkeypatch, chunk, gz):
+    """A SQL mapping's lines are read by Python into Arrow (signals.ingest._line_pieces): CRLF line
+    ends, a blank line and a last line without a line end are fine; a line of invalid UTF-8, one
+    over max_record_chars and one with a raw carriage return are quarantined with their line
+    numbers, as in a native file, whether the file is read whole, in pieces or gzipped."""
+    import gzip
+
+    import signals.ingest as ingest
+
+    if chunk:
+        monkeypatch.setattr(ingest, "CHUNK_BYTES", chunk)
+    m = tmp_path / "lines.yaml"
+    m.write_text(yaml_dump({"name": "lines", "chunked": True, "sql": LINES_SQL}))
+    path = tmp_path / ("lines.jsonl.gz" if gz else "lines.jsonl")
+    path.write_bytes(gzip.compress(HOSTILE_LINES) if gz else HOSTILE_LINES)
+    db = str(tmp_path / "store.duckdb")
+    s = ingest.ingest_paths([path], db=db, source=str(m), max_record_chars=100)
+    assert s["files"][0]["status"] == "ingested", s
+    assert _rows(db, "SELECT interaction_id, source_row FROM interactions ORDER BY 1") == [("a", 1), ("b", 2), ("e", 7)]
+    assert _rows(db, "SELECT source_row, reason FROM quarantine ORDER BY 1") == [
+        (3, "invalid_utf8"), (5, "too_large"), (6, "malformed_json")]
+
+
+def test_a_truncated_gz_read_by_a_chunked_mapping_is_corrupt(tmp_path, monkeypatch):
+    import gzip
+
+    import signals.ingest as ingest
+
+    monkeypatch.setattr(ingest, "CHUNK_BYTES", 64)
+    m = tmp_path / "lines.yaml"
+    m.write_text(yaml_dump({"name": "lines", "chunked": True, "sql": LINES_SQL}))
+    whole = gzip.compress(b"".join(b'{"k": "%d"}\n' % i for i in range(2000)))
+    (tmp_path / "cut.jsonl.gz").write_bytes(whole[: len(whole) // 2])
+    s = ingest.ingest_paths([tmp_path / "cut.jsonl.gz"], db=str(tmp_path / "store.duckdb"), source=str(m))
+    assert s["files"][0]["status"] == "corrupt" and s["interactions"] == 0 and s["quarantine"] == {"corrupt_file": 1}
+
+
+def test_a_chunked_mapping_that_reads_src_twice_is_told_so(tmp_path):
+    import signals.ingest as ingest
+
+    m = tmp_path / "twice.yaml"
+    m.write_text(yaml_dump({"name": "twice", "chunked": True,
+                            "sql": f"SELECT * FROM ({LINES_SQL}) UNION ALL SELECT * FROM ({LINES_SQL})"}))
+    (tmp_path / "a.jsonl").write_text('{"k": "a"}\n')
+    db = str(tmp_path / "store.duckdb")
+    s = ingest.ingest_paths([tmp_path / "a.jsonl"], db=db, source=str(m))
+    assert s["files"][0]["status"] == "mapping_failed"
+    [(detail,)] = _rows(db, "SELECT detail FROM quarantine")
+    assert "reads view src more than once" in detail and "chunked" in detail
