@@ -20,7 +20,7 @@ events, to show time (against the median 1x time) and memory stay linear/bounded
 Targets (issue 3): at 1M, (a) <= 2x (b), (a) >= 10x (c), RSS < 2 GiB; at 5M, (a) <= 5.5x its
 1M time, RSS < 3 GiB.
 Then (issue 18) the same events written as a tracing tool exports them, ingested with its
-source mapping, each once: (d) Langfuse (GENERATION observations + scores, one a line) and
+source mapping, each --repeat times (the median reported): (d) Langfuse (GENERATION observations + scores, one a line) and
 (e) OpenTelemetry GenAI (OTLP/JSON lines of 8 spans; feedback as gen_ai.evaluation.result
 events on the spans). Target: time per record <= 2x (a)'s. Their files hold SHARD rows of a
 table each, as the native shards: 200k observations or scores a file; 200k spans (with their
@@ -362,8 +362,12 @@ def main() -> None:
             t = time.perf_counter()
             n = gen(data, work / source)
             print(f"generated {n:,} records as {source} in {time.perf_counter() - t:.0f}s")
-            d = run_child("import", work / source, work / f"{row}.duckdb", source)
-            assert d["stored"] == n == args.events and d["quarantined"] == 0, d
+            runs = [run_child("import", work / source, work / f"{row}.duckdb", source) for _ in range(args.repeat)]
+            for d in runs:
+                assert d["stored"] == n == args.events and d["quarantined"] == 0, d
+            if args.repeat > 1:
+                print("  runs: " + "  ".join(f"{d['seconds']:.2f} s" for d in runs))
+            d = median_run(runs)
             shutil.rmtree(work / source)
             per = d["seconds"] / n * 1e6
             print(f"({row}) ingest --source {source:<10} {d['seconds']:8.2f} s  {rate(d, n):>10,.0f} records/s  "
