@@ -20,20 +20,19 @@ events, to show time (against the median 1x time) and memory stay linear/bounded
 Targets (issue 3): at 1M, (a) <= 2x (b), (a) >= 10x (c), RSS < 2 GiB; at 5M, (a) <= 5.5x its
 1M time, RSS < 3 GiB.
 Then (issue 18) the same events written as a tracing tool exports them, ingested with its
-source mapping, each --repeat times (the median reported): (d) Langfuse (GENERATION observations + scores, one a line) and
-(e) OpenTelemetry GenAI (OTLP/JSON lines of 8 spans; feedback as gen_ai.evaluation.result
-events on the spans). Target: time per record <= 2x (a)'s. Their files hold SHARD rows of a
+source mapping, each --repeat times (the median reported): (d) Langfuse (GENERATION
+observations + scores, one a line) and (e) OpenTelemetry GenAI (OTLP/JSON lines of 8 spans;
+feedback as gen_ai.evaluation.result events on the spans). Target: time per record <= 2x (a)'s. Their files hold SHARD rows of a
 table each, as the native shards: 200k observations or scores a file; 200k spans (with their
 ~300k evaluation events) a file. A file is one transaction, and a table's rows below one DuckDB
 row group (122,880) are committed through the WAL rather than written in place, which costs
-more per row: OTLP files of 200k records (80k spans) printed 3.47x (a) in a loaded run, and
-one 1.15 GB Langfuse file of 400k observations, held whole before its commit, 3.22x.
+more per row (OTLP files of 200k records, 80k spans, printed 3.47x (a) in a loaded run).
 
-    .venv/bin/python bench/bench_ingest.py --scale 0 --repeat 1 --python-events 0   # native + importers only
+    .venv/bin/python bench/bench_ingest.py --scale 0 --repeat 3 --python-events 0   # native + importers only
 
-Printed by that command on 2026-12-02, 2 cores shared with another engineer's training jobs
-(load average 4-5): (a) 28.48 s, peak RSS 1.54 GiB; (d) Langfuse 70.74 s = 2.48x (a), 1.53 GiB;
-(e) OTel GenAI 94.88 s = 3.33x (a), 1.54 GiB. Both importers miss the 2x target.
+Printed by `--scale 0 --repeat 3 --python-events 0` on 2026-12-02, 2 cores with nothing else
+running (load average 1.14): (a) 17.06 s, peak RSS 1.53 GiB; (d) Langfuse 25.35 s = 1.49x (a),
+1.59 GiB; (e) OTel GenAI 30.37 s = 1.78x (a), 1.64 GiB (medians of 3; docs/formats.md#speed).
 """
 
 from __future__ import annotations
@@ -121,7 +120,7 @@ def _native_lines(root: Path):
 def _iso(ms: float) -> str:
     import datetime as dt
 
-    return dt.datetime.fromtimestamp(ms / 1000, dt.timezone.utc).isoformat().replace("+00:00", "Z")
+    return dt.datetime.fromtimestamp(ms / 1000, dt.UTC).isoformat().replace("+00:00", "Z")
 
 
 LANGFUSE_SCORE = {"accept": ("user-feedback", "BOOLEAN", 1, "True"), "reject": ("user-feedback", "BOOLEAN", 0, "False"),

@@ -330,7 +330,8 @@ each piece as it arrives, so what the ingest holds at once is bounded whatever t
 BATCH_BYTES = 2 << 20
 """A piece's lines go to DuckDB as Arrow record batches of about this many bytes: DuckDB scans
 batches on all its threads (an in-memory table under one row group, 122,880 rows, is scanned on
-one thread only). Of the sizes tried on OTLP lines (2, 8 and 32 MB), 2 MB cost the least CPU."""
+one thread only). Of the sizes tried on bench_ingest's OTLP lines (1 to 4 MB, 8 and 32 MB), 2 MB
+cost the least CPU, and not by a smooth curve: docs/formats.md#speed."""
 
 
 def _lines_schema():
