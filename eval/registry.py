@@ -193,7 +193,8 @@ def promotable(con, run_ref: str, *, force: bool, reason: str | None,
                eval_id: str | None = None) -> tuple[str, str | None]:
     """(run id, eval id) when the run may be promoted, else EvalError saying why; moves nothing."""
     if force and (Path(run_ref) / "manifest.json").is_file() and not _registered(con, run_ref):
-        from eval.runs import read_run          # a forced promote may name a run never evaluated
+        # a forced promote may name a run never evaluated
+        from eval.runs import read_run
 
         register_run(con, read_run(run_ref))
     run_id = resolve_run(con, run_ref)

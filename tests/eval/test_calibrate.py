@@ -68,7 +68,8 @@ def test_calibrate_rules_judge_known_agreement_and_registry(tmp_path, verdicts):
         n_rows = con.execute("SELECT count(*) FROM calibrations").fetchone()[0]
     assert got["agreement"] == 0.75 and got["snapshot_version"] == "v-verdicts" and n_rows == 3
 
-    from eval.harness import _judge_calibration, _plain     # what evaluate hands the gate
+    # what evaluate hands the gate
+    from eval.harness import _judge_calibration, _plain
 
     ecfg, gate = _plain(cfg.eval), {"primary": "winrate", "judge": {"min_agreement": 0.7}}
     assert _judge_calibration(ecfg, gate, str(cfg.store))["agreement"] == 0.75
@@ -76,7 +77,8 @@ def test_calibrate_rules_judge_known_agreement_and_registry(tmp_path, verdicts):
     assert _judge_calibration(other, gate, str(cfg.store)) is None            # other settings: not calibrated
     assert _judge_calibration(ecfg, {"primary": "winrate"}, str(cfg.store)) is None   # gate.judge off: not read
 
-    from eval.dashboard.build import build_site          # the dashboard shows them: overall, per app, over time
+    # the dashboard shows them: overall, per app, over time
+    from eval.dashboard.build import build_site
 
     pages = build_site(str(cfg.store), tmp_path / "dash")
     page = (tmp_path / "dash" / "calibration.html").read_text()
