@@ -396,21 +396,17 @@ def _read_into(src, buf: bytearray, start: int) -> int:
     return got
 
 
-def _line_pieces(path: Path, max_chars: int, chunk_bytes: int | None, markers: list[str]):
-    """The file's lines as _lines_table pieces of about `chunk_bytes` of text each (None: one
-    piece, the whole file). Python reads the bytes, so no line is too long for a reader's buffer;
-    each block is read into a fresh buffer after the previous one's unfinished line, not copied."""
+def _line_pieces(path: Path, max_chars: int, chunk_bytes: int, markers: list[str]):
+    """The file's lines as _lines_table pieces of about `chunk_bytes` of text each. Python reads
+    the bytes, so no line is too long for a reader's buffer; each block is read into a fresh
+    buffer after the previous one's unfinished line, not copied."""
     before, rest = 0, b""
     with open_bytes(path) as src:
         while True:
-            if chunk_bytes:
-                data = bytearray(len(rest) + chunk_bytes)
-                data[:len(rest)] = rest
-                size = _read_into(src, data, len(rest))
-                done = size < len(data)
-            else:
-                data = src.read()
-                size, done = len(data), True
+            data = bytearray(len(rest) + chunk_bytes)
+            data[:len(rest)] = rest
+            size = _read_into(src, data, len(rest))
+            done = size < len(data)
             cut = size if done else data.rfind(b"\n", 0, size) + 1   # the end: the last line, even unended
             if cut or (done and not before):    # (an empty file: one empty piece)
                 table = _lines_table(data, cut, before, max_chars, markers)

@@ -1,5 +1,5 @@
--- raw_src(ln, line) for a chunked SQL mapping, whose mapped lines are parsed a piece at a time and
--- not all kept: the raw text of a conflicting record (quarantine, reason conflict) is that native
+-- raw_src(ln, line) for a chunked SQL mapping, whose mapped lines are parsed as they are made and
+-- never kept: the raw text of a conflicting record (quarantine, reason conflict) is that native
 -- record rebuilt from its parsed fields, absent fields left out. Read only when there are conflicts.
 CREATE OR REPLACE TEMP VIEW raw_src AS
 SELECT ln, json_merge_patch('{}', CASE WHEN rtype = 'feedback' THEN json_object(

@@ -2,8 +2,8 @@
 -- In:  view raw_input(ln, line), one JSON record per line in source order; ln may be NULL
 --      (a JSONL file read in parallel: then ln is the line's position, rowid + 1, which a
 --      CTAS keeps because DuckDB preserves insertion order); variable max_record_chars.
--- Out: temp table rec_t (from view rec_parse, which a chunked SQL mapping inserts through a
---      piece at a time) and view rec: one row per non-blank line, typed native fields, and
+-- Out: temp table rec_t (from view rec_parse, which a chunked SQL mapping inserts through as
+--      its file streams in) and view rec: one row per non-blank line, typed native fields, and
 --      `err` (NULL or {reason, field, detail}) for lines that go to quarantine; `raw` (the
 --      line as read) is kept only for those, so the big texts are held once; `nbytes` (the
 --      line's length in bytes) lets the caller check that no line of the file went missing.
