@@ -31,8 +31,8 @@ more per row (OTLP files of 200k records, 80k spans, printed 3.47x (a) in a load
     .venv/bin/python bench/bench_ingest.py --scale 0 --repeat 3 --python-events 0   # native + importers only
 
 Printed by `--scale 0 --repeat 3 --python-events 0` on 2026-12-02, 2 cores with nothing else
-running (load average 1.14): (a) 17.06 s, peak RSS 1.53 GiB; (d) Langfuse 25.35 s = 1.49x (a),
-1.59 GiB; (e) OTel GenAI 30.37 s = 1.78x (a), 1.64 GiB (medians of 3; docs/formats.md#speed).
+running (load average 0.89): (a) 17.38 s, peak RSS 1.53 GiB; (d) Langfuse 26.96 s = 1.55x (a),
+1.57 GiB; (e) OTel GenAI 26.75 s = 1.54x (a), 1.64 GiB (medians of 3; docs/formats.md#speed).
 """
 
 from __future__ import annotations
