@@ -65,8 +65,8 @@ CREATE OR REPLACE TEMP MACRO genai_msgs(x) AS CASE WHEN json_valid(x) THEN list_
     json_transform(x, '[{"role": "VARCHAR", "parts": [{"type": "VARCHAR", "content": "VARCHAR"}], "content": "VARCHAR"}]'),
     lambda m: {'role': m.role, 'content': coalesce(m.content, array_to_string(list_transform(list_filter(m.parts, lambda p: p.type = 'text'), lambda p: p.content), ''))}) END;
 -- gen_ai.system_instructions ([{type, content}]) as one system message, or []
-CREATE OR REPLACE TEMP MACRO genai_system(x) AS coalesce([{'role': 'system', 'content': array_to_string(
-    list_transform(try(json_transform(x, '[{"type": "VARCHAR", "content": "VARCHAR"}]')), lambda p: p.content), '')}], []);
+CREATE OR REPLACE TEMP MACRO genai_system(x) AS CASE WHEN json_valid(x) THEN [{'role': 'system', 'content': array_to_string(
+    list_transform(json_transform(x, '[{"type": "VARCHAR", "content": "VARCHAR"}]'), lambda p: p.content), '')}] ELSE [] END;
 -- the text of the first GenAI message of `x` (JSON text; content, else its text parts joined),
 -- without converting the other messages: a completion
 CREATE OR REPLACE TEMP MACRO msg_text(m) AS
