@@ -116,7 +116,7 @@ def load_key(con: duckdb.DuckDBPyConnection, store: str | os.PathLike | None = N
              new_key: bool = False) -> bytes:
     """This store's key: `$SIGNALS_KEY`, else the key file (created, mode 0600, when the
     store holds no keyed rows yet or `new_key`). Raises KeyMissing naming the fix."""
-    store = Path(store).resolve() if store else store_path(con)
+    store = Path(store).resolve() if store and str(store) != ":memory:" else store_path(con)
     if os.environ.get(ENV_KEY):
         return _decode(os.environ[ENV_KEY], f"${ENV_KEY}")
     path = key_file(store)

@@ -77,6 +77,13 @@ def test_old_logs_do_not_bring_a_forgotten_user_back(tmp_path, db, cli):
     assert _q(db, "SELECT count(*) FROM feedback WHERE interaction_id = 'a1'") == [(0,)]
 
 
+def test_an_in_memory_store_keeps_its_key_in_memory(tmp_path, monkeypatch):
+    """`ingest_paths(..., db=":memory:")` writes no key file (it once wrote ./:memory:.key)."""
+    monkeypatch.chdir(tmp_path)
+    ingest_paths([write_jsonl(tmp_path / "a.jsonl", [interaction("a1", user_id="alice")])], db=":memory:")
+    assert not list(tmp_path.glob("*.key"))
+
+
 def test_keyed_hash_in_sql_is_the_python_one_and_needs_the_key(tmp_path, db, monkeypatch):
     con = open_store(db)
     key = keys.install(con)
