@@ -162,13 +162,13 @@ def _text_size(path: Path) -> tuple[int, int]:
     return path.stat().st_size, 0
 
 
-def _lost_lines(con, path: Path, table: str = "rec_t") -> bool:
+def _lost_lines(con, path: Path) -> bool:
     """True when DuckDB's reading of `path` lost text: a line longer than its scan buffer
     vanishes without a reject (DuckDB 2.0.1), so the bytes of the lines read (plus one line
     end each) must add up to the file's size, allowing for stripped carriage returns, a BOM
     and a missing final newline. Costs one aggregate over rec_t; a mismatch (also any
     multi-member .gz) only sends the file through the slower cleaned copy."""
-    n, total = con.execute(f"SELECT count(*), coalesce(sum(nbytes), 0) FROM {table}").fetchone()
+    n, total = con.execute("SELECT count(*), coalesce(sum(nbytes), 0) FROM rec_t").fetchone()
     size, modulus = _text_size(path)
     deficit = size - total - n
     if modulus:
@@ -475,8 +475,7 @@ def stage_sql_mapping(con, mapping: dict, path: Path, max_chars: int) -> None:
     try:
         if chunked and stages:
             con.execute("CREATE OR REPLACE TEMP VIEW src AS SELECT NULL::BIGINT AS ln, line "
-                        f"FROM {_line_reader(path, max_chars, 'ignore_errors = true')} "
-                        "WHERE regexp_matches(line, '\\S') AND NOT starts_with(line, '{\"_reject\"')")
+                        f"FROM {_line_reader(path, max_chars, 'ignore_errors = true')} WHERE regexp_matches(line, '\\S')")
             run(stage_sql)
         con.register("src_arrow", _src_arrow(path, max_chars, markers, failed))
         lines = "SELECT ln, line FROM src_arrow WHERE regexp_matches(line, '\\S')"
